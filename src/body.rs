@@ -1,0 +1,55 @@
+//! The one response body type: a fixed page of our own, or the upstream's body streamed through.
+//!
+//! An enum rather than a boxed trait object keeps the proxy's hot path free of an allocation per response.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+
+#[derive(Debug)]
+pub enum Body {
+    Empty,
+    Full(Option<Bytes>),
+    Upstream(Incoming),
+}
+
+impl Body {
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        Body::Full(Some(bytes.into()))
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Body::Empty => Poll::Ready(None),
+            Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Body::Upstream(incoming) => Pin::new(incoming).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Empty | Body::Full(None) => true,
+            Body::Full(Some(_)) => false,
+            Body::Upstream(incoming) => incoming.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Empty | Body::Full(None) => SizeHint::with_exact(0),
+            Body::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
+            Body::Upstream(incoming) => incoming.size_hint(),
+        }
+    }
+}

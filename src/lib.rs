@@ -1,0 +1,28 @@
+//! ssogate: a reverse-proxy authentication gateway that gives a legacy forum Tribe- and MeltingSpot-style JWT SSO.
+//!
+//! A request's path through the crate:
+//!
+//! - [`server`] accepts it (plain HTTP/1.1, or TLS with HTTP/2 or HTTP/1.1 by ALPN), HTTP/1 bytes passing through the
+//!   [`framing`] guard, and hands it to the [`gateway`].
+//! - [`gateway`] runs the phases in order: refuse what must never be forwarded, then (in later issues) the SSO entry
+//!   and the forum's own routes, then `X-Forwarded-*` from [`forwarded`], then [`proxy`], which talks to the forum.
+//! - Any phase may stop with a [`reject::Rejection`]; `reject` is the one place those become HTTP responses.
+//! - [`access_log`] writes the one line each request gets, with token parameters masked.
+//!
+//! [`config`] turns the YAML file into typed values once, at start; [`tls`] loads certificates (and makes development
+//! ones); [`logging`] sets up `tracing`.
+
+pub mod access_log;
+pub mod body;
+pub mod config;
+pub mod forwarded;
+pub mod framing;
+pub mod gateway;
+pub mod logging;
+pub mod proxy;
+pub mod reject;
+pub mod server;
+pub mod tls;
+
+pub use config::Config;
+pub use server::{Running, start};

@@ -1,0 +1,143 @@
+//! The `ssogate` command: run the gateway, check a config file, make development certificates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ssogate::config::Config;
+
+/// ssogate: JWT single sign-on (Tribe / MeltingSpot style) in front of a forum that has none.
+///
+/// Runs a reverse proxy in front of the forum named by `upstream.url`. Every request is forwarded unchanged, with
+/// X-Forwarded-For/-Proto/-Host set (client-sent values are kept only from `trusted_proxies`) and hop-by-hop
+/// headers removed. Logging follows RUST_LOG (e.g. RUST_LOG=info,ssogate=debug); the access log target is
+/// `ssogate::access`. SIGTERM or SIGINT stop accepting, let requests in flight finish (up to
+/// `limits.shutdown_timeout`) and exit 0.
+#[derive(Debug, Parser)]
+#[command(name = "ssogate", version, about, long_about, after_help = EXAMPLES)]
+struct Cli {
+    /// The YAML config file to run with (see config/ssogate.example.yaml for every key).
+    #[arg(
+        long,
+        short,
+        env = "SSOGATE_CONFIG",
+        value_name = "PATH",
+        global = true
+    )]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (the default when no command is given).
+    Run,
+    /// Load and validate a config file: prints `ok`, or every error with its key and line, and exits non-zero.
+    CheckConfig {
+        /// The file to check (default: --config / SSOGATE_CONFIG).
+        path: Option<PathBuf>,
+    },
+    /// Make a local development CA and a certificate it signs for localhost, 127.0.0.1, ::1 and --host names.
+    ///
+    /// Writes ca.crt, gateway.crt and gateway.key into --out. Never use these in production.
+    DevCerts {
+        /// Directory to write into.
+        #[arg(long, default_value = "certs/dev")]
+        out: PathBuf,
+        /// Extra DNS name or IP address for the certificate (repeatable).
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+    },
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  ssogate --config /etc/ssogate/ssogate.yaml     run the gateway
+  SSOGATE_CONFIG=ssogate.yaml ssogate            the same, config from the environment
+  ssogate check-config ssogate.yaml              validate before (re)starting
+  ssogate dev-certs --out certs/dev              TLS files for local testing";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(cli.config),
+        Command::CheckConfig { path } => check_config(path.or(cli.config)),
+        Command::DevCerts { out, hosts } => dev_certs(&out, &hosts),
+    }
+}
+
+fn load(path: Option<PathBuf>) -> Result<Config, ExitCode> {
+    let Some(path) = path else {
+        eprintln!("ssogate: no config file: pass --config PATH or set SSOGATE_CONFIG (try --help)");
+        return Err(ExitCode::from(2));
+    };
+    Config::load(&path).map_err(|errors| {
+        eprint!("{errors}");
+        ExitCode::from(2)
+    })
+}
+
+fn check_config(path: Option<PathBuf>) -> ExitCode {
+    match load(path) {
+        Ok(_) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn run(path: Option<PathBuf>) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    ssogate::logging::init(config.log.format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ssogate: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let running = match ssogate::start(&config).await {
+            Ok(running) => running,
+            Err(error) => {
+                tracing::error!(error = %error, "cannot start");
+                eprintln!("ssogate: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let token = running.shutdown_token();
+        tokio::spawn(async move {
+            ssogate::server::stop_signal().await;
+            token.cancel();
+        });
+        running.serve_until_stopped().await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn dev_certs(out: &std::path::Path, hosts: &[String]) -> ExitCode {
+    match ssogate::tls::make_dev_certs(out, hosts) {
+        Ok(made) => {
+            println!(
+                "wrote {}, {} and {} (development only: trust ca.crt in a test browser, never in production)",
+                made.ca_cert.display(),
+                made.cert.display(),
+                made.key.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("ssogate: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

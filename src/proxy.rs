@@ -1,0 +1,283 @@
+//! The client side: sending a request to the forum and bringing its answer back.
+//!
+//! Bodies stream both ways (hyper's `Incoming` is handed on, never collected), connections to the upstream are pooled
+//! and kept alive, hop-by-hop headers are removed in both directions (RFC 9110 §7.6.1), and a WebSocket (or any other
+//! HTTP/1.1 upgrade) is spliced through once the upstream has answered `101 Switching Protocols`.
+
+use std::time::{Duration, Instant};
+
+use http::header::{CONNECTION, HOST, HeaderName, HeaderValue, UPGRADE};
+use http::uri::{Authority, Scheme};
+use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::body::Body;
+use crate::config::UpstreamConfig;
+use crate::reject::{Rejection, UpstreamError};
+
+/// Headers that describe one connection, not the message, and so never cross a proxy (RFC 9110 §7.6.1, plus the
+/// non-standard `Proxy-Connection` that old clients still send).
+static HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    http::header::TE,
+    http::header::TRANSFER_ENCODING,
+    UPGRADE,
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+];
+
+/// The pooled client to the forum and what it needs to address it.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, Incoming>,
+    authority: Authority,
+    host: HeaderValue,
+    timeout: Duration,
+    preserve_host: bool,
+}
+
+/// What a forwarded exchange reports back for the access log.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Timing {
+    /// From sending the request to receiving the upstream's response head.
+    pub upstream: Option<Duration>,
+}
+
+/// Where the upgraded tunnels live, so shutdown can wait for (or cut) them.
+#[derive(Debug, Clone)]
+pub struct Tunnels {
+    pub tracker: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+impl Upstream {
+    pub fn new(config: &UpstreamConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            // The gateway sets Host itself (preserve_host decides which); the client must not add its own.
+            .set_host(false)
+            .build(connector);
+        let host = HeaderValue::from_str(config.authority.as_str())
+            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+        Self {
+            client,
+            authority: config.authority.clone(),
+            host,
+            timeout: config.timeout,
+            preserve_host: config.preserve_host,
+        }
+    }
+
+    /// Sends `request` (already cleaned by the gateway's phases) and returns the upstream's response.
+    ///
+    /// `client_host` is the host the client asked for; `tunnels` receives the splice task of an upgrade.
+    pub async fn forward(
+        &self,
+        mut request: Request<Incoming>,
+        client_host: Option<HeaderValue>,
+        tunnels: &Tunnels,
+        timing: &mut Timing,
+    ) -> Result<Response<Body>, Rejection> {
+        let upgrade = take_upgrade(&mut request);
+        strip_hop_by_hop(request.headers_mut());
+
+        let host = match client_host {
+            Some(host) if self.preserve_host => host,
+            _ => self.host.clone(),
+        };
+        request.headers_mut().insert(HOST, host);
+
+        let path_and_query = request.uri().path_and_query().cloned();
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query =
+            path_and_query.or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
+        *request.uri_mut() =
+            Uri::from_parts(parts).map_err(|_| Rejection::BadRequest("unusable request target"))?;
+        // The forum speaks HTTP/1.1 whatever the client spoke to us.
+        *request.version_mut() = Version::HTTP_11;
+
+        let downstream_upgrade = match &upgrade {
+            Some(protocol) => {
+                let headers = request.headers_mut();
+                headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                headers.insert(UPGRADE, protocol.clone());
+                Some(hyper::upgrade::on(&mut request))
+            }
+            None => None,
+        };
+
+        let started = Instant::now();
+        let sent = tokio::time::timeout(self.timeout, self.client.request(request)).await;
+        timing.upstream = Some(started.elapsed());
+        let mut response = match sent {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
+                return Err(Rejection::UpstreamUnavailable(UpstreamError::new(&error)));
+            }
+            Err(_) => return Err(Rejection::UpstreamTimeout(self.timeout)),
+        };
+
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let (Some(downstream), Some(protocol)) = (downstream_upgrade, upgrade) else {
+                // A 101 nobody asked for cannot be relayed: the client would not know what to speak next.
+                return Err(Rejection::UpstreamUnavailable(UpstreamError::from_message(
+                    "upstream answered 101 to a request that asked for no upgrade",
+                )));
+            };
+            let upstream = hyper::upgrade::on(&mut response);
+            strip_hop_by_hop(response.headers_mut());
+            let headers = response.headers_mut();
+            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            let agreed = headers_value(headers, &UPGRADE).unwrap_or(protocol);
+            headers.insert(UPGRADE, agreed);
+            spawn_tunnel(downstream, upstream, tunnels);
+            return Ok(response.map(|_| Body::Empty));
+        }
+
+        strip_hop_by_hop(response.headers_mut());
+        Ok(response.map(Body::Upstream))
+    }
+}
+
+fn headers_value(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
+    headers.get(name).cloned()
+}
+
+/// Splices the client's and the upstream's upgraded connections together until either side closes or the gateway
+/// shuts down.
+fn spawn_tunnel(
+    downstream: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    tunnels: &Tunnels,
+) {
+    let shutdown = tunnels.shutdown.clone();
+    tunnels.tracker.spawn(async move {
+        let (downstream, upstream) = match tokio::try_join!(downstream, upstream) {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::warn!(error = %error, "upgrade failed before the tunnel opened");
+                return;
+            }
+        };
+        let mut downstream = TokioIo::new(downstream);
+        let mut upstream = TokioIo::new(upstream);
+        tokio::select! {
+            copied = tokio::io::copy_bidirectional(&mut downstream, &mut upstream) => match copied {
+                Ok((up, down)) => tracing::debug!(bytes_up = up, bytes_down = down, "tunnel closed"),
+                Err(error) => tracing::debug!(error = %error, "tunnel ended with an error"),
+            },
+            () = shutdown.cancelled() => tracing::debug!("tunnel cut by shutdown"),
+        }
+    });
+}
+
+/// For an HTTP/1.1 upgrade request (`Connection: upgrade` and an `Upgrade` header), the protocol asked for.
+fn take_upgrade(request: &mut Request<Incoming>) -> Option<HeaderValue> {
+    if request.version() != Version::HTTP_11 {
+        return None;
+    }
+    let protocol = request.headers().get(UPGRADE)?.clone();
+    connection_has_token(request.headers(), "upgrade").then_some(protocol)
+}
+
+fn connection_has_token(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| item.trim().eq_ignore_ascii_case(token))
+}
+
+/// Removes the hop-by-hop headers and every header the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(named) = connection_named(headers) {
+        for name in named {
+            headers.remove(&name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The headers listed in `Connection:` (other than the `close`/`keep-alive`/`upgrade` options themselves).
+fn connection_named(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
+    let mut values = headers.get_all(CONNECTION).iter().peekable();
+    values.peek()?;
+    let mut named = Vec::new();
+    for value in values {
+        let Ok(text) = value.to_str() else { continue };
+        for item in text.split(',') {
+            let item = item.trim();
+            if item.is_empty() {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(item.as_bytes()) {
+                named.push(name);
+            }
+        }
+    }
+    Some(named)
+}
+
+impl UpstreamError {
+    pub fn from_message(message: &str) -> Self {
+        Self::new(&SimpleError(message.to_owned()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct SimpleError(String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_fixed_and_connection_named_headers() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, X-Secret, close"),
+            ("connection", "x-other"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authorization", "Basic x"),
+            ("x-secret", "1"),
+            ("x-other", "2"),
+            ("x-kept", "3"),
+        ] {
+            headers.append(name, HeaderValue::from_static(value));
+        }
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-kept"]);
+    }
+
+    #[test]
+    fn finds_connection_tokens_case_insensitively() {
+        let mut headers = HeaderMap::new();
+        headers.append(CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        assert!(connection_has_token(&headers, "upgrade"));
+        assert!(!connection_has_token(&headers, "close"));
+    }
+}
