@@ -14,7 +14,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -44,6 +44,7 @@ const NONE: u64 = u64::MAX;
 pub struct FramingVerdicts {
     first_bad: AtomicU64,
     kind: AtomicU64,
+    head_started: AtomicBool,
 }
 
 impl Default for FramingVerdicts {
@@ -51,11 +52,18 @@ impl Default for FramingVerdicts {
         Self {
             first_bad: AtomicU64::new(NONE),
             kind: AtomicU64::new(0),
+            head_started: AtomicBool::new(false),
         }
     }
 }
 
 impl FramingVerdicts {
+    /// Whether part of a request head has arrived and the rest has not: tells a slow client (worth a log line) from
+    /// an idle keep-alive connection when the header timer fires.
+    pub fn head_started(&self) -> bool {
+        self.head_started.load(Ordering::Relaxed)
+    }
+
     /// The ambiguity of request number `index` (0-based, in arrival order), if it had one.
     pub fn check(&self, index: u64) -> Option<Ambiguity> {
         if self.first_bad.load(Ordering::Acquire) != index {
@@ -108,6 +116,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
         if let Poll::Ready(Ok(())) = poll {
             if let Some((index, ambiguity)) = this.scanner.feed(&buf.filled()[before..]) {
                 this.verdicts.record(index, ambiguity);
+            }
+            let partial = !this.scanner.head.is_empty();
+            if partial != this.verdicts.head_started.load(Ordering::Relaxed) {
+                this.verdicts.head_started.store(partial, Ordering::Relaxed);
             }
         }
         poll

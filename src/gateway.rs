@@ -5,7 +5,8 @@
 //!
 //! 1. `request_filter`: refuse what must never be forwarded (ambiguous framing, CONNECT).
 //! 2. (SSO entry and the forum's own login/logout routes slot in here: they answer without the upstream.)
-//! 3. `upstream_request_filter`: `X-Forwarded-*` (and, later, identity headers, stripped then set).
+//! 3. hop-by-hop headers removed, then `upstream_request_filter`: `X-Forwarded-*` (and, later, identity headers,
+//!    stripped then set).
 //! 4. [`Upstream::forward`]: the exchange with the forum, hop-by-hop headers removed both ways.
 //! 5. (`response_filter`: later, cache headers for responses that carried a session.)
 
@@ -23,7 +24,7 @@ use crate::body::Body;
 use crate::config::Config;
 use crate::forwarded::Forwarding;
 use crate::framing::FramingVerdicts;
-use crate::proxy::{Timing, Tunnels, Upstream};
+use crate::proxy::{self, Timing, Tunnels, Upstream};
 use crate::reject::{Blame, Rejection, wants_json};
 
 /// Facts about the connection a request arrived on.
@@ -35,6 +36,9 @@ pub struct ConnInfo {
     /// The HTTP/1 framing guard's findings; `None` on HTTP/2, whose frames cannot be ambiguous.
     pub framing: Option<Arc<FramingVerdicts>>,
     requests: AtomicU64,
+    opened: Instant,
+    /// Milliseconds after `opened` when the last request arrived: how HTTP/2 idle connections are found.
+    last_request_ms: AtomicU64,
 }
 
 impl ConnInfo {
@@ -48,7 +52,20 @@ impl ConnInfo {
             proto,
             framing,
             requests: AtomicU64::new(0),
+            opened: Instant::now(),
+            last_request_ms: AtomicU64::new(0),
         }
+    }
+
+    /// How long since the last request started (or since the connection opened).
+    pub fn idle_for(&self) -> std::time::Duration {
+        let last = std::time::Duration::from_millis(self.last_request_ms.load(Ordering::Relaxed));
+        self.opened.elapsed().saturating_sub(last)
+    }
+
+    fn touch(&self, now: Instant) {
+        let ms = u64::try_from(now.duration_since(self.opened).as_millis()).unwrap_or(u64::MAX);
+        self.last_request_ms.store(ms, Ordering::Relaxed);
     }
 }
 
@@ -91,6 +108,7 @@ impl Gateway {
     /// Answers one request. Never fails: rejections become their page, and every request gets one access-log line.
     pub async fn handle(&self, request: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         let started = Instant::now();
+        conn.touch(started);
         let index = conn.requests.fetch_add(1, Ordering::Relaxed);
         let method = request.method().clone();
         let uri = request.uri().clone();
@@ -153,11 +171,14 @@ impl Gateway {
         timing: &mut Timing,
     ) -> Result<Response<Body>, Rejection> {
         request_filter(&request, conn, index)?;
+        // Before anything of ours is added: a client naming our headers in `Connection:` must not remove them.
+        let upgrade = proxy::websocket_upgrade(&request);
+        proxy::strip_hop_by_hop(request.headers_mut());
         let client_host = client_host(&request);
         self.upstream_request_filter(&mut request, conn, client_host.as_ref());
         self.shared
             .upstream
-            .forward(request, client_host, &self.shared.tunnels, timing)
+            .forward(request, upgrade, client_host, &self.shared.tunnels, timing)
             .await
     }
 

@@ -80,13 +80,19 @@ fn load(path: Option<PathBuf>) -> Result<Config, ExitCode> {
 }
 
 fn check_config(path: Option<PathBuf>) -> ExitCode {
-    match load(path) {
-        Ok(_) => {
-            println!("ok");
-            ExitCode::SUCCESS
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    // The files the config names are part of its validity: a start that would fail must fail here first.
+    if let Some(tls) = &config.tls {
+        if let Err(error) = ssogate::tls::server_config(tls) {
+            eprintln!("{error}");
+            return ExitCode::from(2);
         }
-        Err(code) => code,
     }
+    println!("ok");
+    ExitCode::SUCCESS
 }
 
 fn run(path: Option<PathBuf>) -> ExitCode {
@@ -118,6 +124,10 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         tokio::spawn(async move {
             ssogate::server::stop_signal().await;
             token.cancel();
+            // A second signal means "now": an operator who asks twice does not want to wait for slow clients.
+            ssogate::server::stop_signal().await;
+            tracing::warn!("second stop signal: exiting without waiting for requests in flight");
+            std::process::exit(1);
         });
         running.serve_until_stopped().await;
         ExitCode::SUCCESS

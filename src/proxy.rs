@@ -4,6 +4,7 @@
 //! and kept alive, hop-by-hop headers are removed in both directions (RFC 9110 §7.6.1), and a WebSocket (or any other
 //! HTTP/1.1 upgrade) is spliced through once the upstream has answered `101 Switching Protocols`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{CONNECTION, HOST, HeaderName, HeaderValue, UPGRADE};
@@ -15,6 +16,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use tokio::sync::Semaphore;
 
 use crate::body::Body;
 use crate::config::UpstreamConfig;
@@ -55,6 +58,8 @@ pub struct Timing {
 pub struct Tunnels {
     pub tracker: TaskTracker,
     pub shutdown: CancellationToken,
+    /// The listeners' connection slots: a tunnel outlives its HTTP connection, so it takes a slot of its own.
+    pub slots: Arc<Semaphore>,
 }
 
 impl Upstream {
@@ -81,19 +86,18 @@ impl Upstream {
         }
     }
 
-    /// Sends `request` (already cleaned by the gateway's phases) and returns the upstream's response.
+    /// Sends `request` (hop-by-hop headers already removed by the gateway) and returns the upstream's response.
     ///
-    /// `client_host` is the host the client asked for; `tunnels` receives the splice task of an upgrade.
+    /// `upgrade` is the WebSocket upgrade the client asked for ([`websocket_upgrade`]), `client_host` the host it
+    /// asked for; `tunnels` receives the splice task of an upgrade.
     pub async fn forward(
         &self,
         mut request: Request<Incoming>,
+        upgrade: Option<HeaderValue>,
         client_host: Option<HeaderValue>,
         tunnels: &Tunnels,
         timing: &mut Timing,
     ) -> Result<Response<Body>, Rejection> {
-        let upgrade = take_upgrade(&mut request);
-        strip_hop_by_hop(request.headers_mut());
-
         let host = match client_host {
             Some(host) if self.preserve_host => host,
             _ => self.host.clone(),
@@ -113,10 +117,14 @@ impl Upstream {
 
         let downstream_upgrade = match &upgrade {
             Some(protocol) => {
+                // Taken before the upstream is asked, so a full house answers 503 rather than a dead 101.
+                let slot = Arc::clone(&tunnels.slots)
+                    .try_acquire_owned()
+                    .map_err(|_| Rejection::TooManyConnections)?;
                 let headers = request.headers_mut();
                 headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
                 headers.insert(UPGRADE, protocol.clone());
-                Some(hyper::upgrade::on(&mut request))
+                Some((hyper::upgrade::on(&mut request), slot))
             }
             None => None,
         };
@@ -133,7 +141,7 @@ impl Upstream {
         };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let (Some(downstream), Some(protocol)) = (downstream_upgrade, upgrade) else {
+            let (Some((downstream, slot)), Some(protocol)) = (downstream_upgrade, upgrade) else {
                 // A 101 nobody asked for cannot be relayed: the client would not know what to speak next.
                 return Err(Rejection::UpstreamUnavailable(UpstreamError::from_message(
                     "upstream answered 101 to a request that asked for no upgrade",
@@ -145,7 +153,7 @@ impl Upstream {
             headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
             let agreed = headers_value(headers, &UPGRADE).unwrap_or(protocol);
             headers.insert(UPGRADE, agreed);
-            spawn_tunnel(downstream, upstream, tunnels);
+            spawn_tunnel(downstream, upstream, slot, tunnels);
             return Ok(response.map(|_| Body::Empty));
         }
 
@@ -163,10 +171,12 @@ fn headers_value(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> 
 fn spawn_tunnel(
     downstream: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
+    slot: tokio::sync::OwnedSemaphorePermit,
     tunnels: &Tunnels,
 ) {
     let shutdown = tunnels.shutdown.clone();
     tunnels.tracker.spawn(async move {
+        let _slot = slot;
         let (downstream, upstream) = match tokio::try_join!(downstream, upstream) {
             Ok(pair) => pair,
             Err(error) => {
@@ -186,13 +196,21 @@ fn spawn_tunnel(
     });
 }
 
-/// For an HTTP/1.1 upgrade request (`Connection: upgrade` and an `Upgrade` header), the protocol asked for.
-fn take_upgrade(request: &mut Request<Incoming>) -> Option<HeaderValue> {
+/// For an HTTP/1.1 WebSocket upgrade (`Connection: upgrade`, `Upgrade: websocket`), the `Upgrade` value to forward.
+///
+/// Only WebSocket is relayed: a tunnel escapes every later per-request check, and the other upgrades a client could
+/// ask for (h2c, TLS) have no business crossing an authentication gateway. Other `Upgrade` headers are dropped with
+/// the hop-by-hop headers and the request goes on as a plain one.
+pub fn websocket_upgrade<B>(request: &Request<B>) -> Option<HeaderValue> {
     if request.version() != Version::HTTP_11 {
         return None;
     }
-    let protocol = request.headers().get(UPGRADE)?.clone();
-    connection_has_token(request.headers(), "upgrade").then_some(protocol)
+    let protocol = request.headers().get(UPGRADE)?;
+    let is_websocket = protocol.to_str().is_ok_and(|v| {
+        v.split(',')
+            .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+    });
+    (is_websocket && connection_has_token(request.headers(), "upgrade")).then(|| protocol.clone())
 }
 
 fn connection_has_token(headers: &HeaderMap, token: &str) -> bool {
@@ -216,7 +234,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The headers listed in `Connection:` (other than the `close`/`keep-alive`/`upgrade` options themselves).
+/// The headers listed in `Connection:` (its options such as `close` are listed too; removing them is harmless).
 fn connection_named(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
     let mut values = headers.get_all(CONNECTION).iter().peekable();
     values.peek()?;

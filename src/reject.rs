@@ -38,6 +38,9 @@ pub enum Rejection {
     /// The upstream accepted the request but sent no response head in time.
     #[error("upstream sent no response within {0:?}")]
     UpstreamTimeout(Duration),
+    /// Every connection slot (`limits.max_connections`) is taken, so a new WebSocket tunnel cannot open.
+    #[error("no connection slot left for a WebSocket tunnel (limits.max_connections)")]
+    TooManyConnections,
 }
 
 /// The cause of a failed upstream exchange, with the chain of sources hyper gives.
@@ -67,6 +70,7 @@ impl Rejection {
             Rejection::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Rejection::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Rejection::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -76,6 +80,7 @@ impl Rejection {
             | Rejection::MethodNotAllowed(_)
             | Rejection::BadRequest(_) => Blame::Client,
             Rejection::UpstreamUnavailable(_) | Rejection::UpstreamTimeout(_) => Blame::Upstream,
+            Rejection::TooManyConnections => Blame::Gateway,
         }
     }
 
@@ -87,6 +92,7 @@ impl Rejection {
             Rejection::BadRequest(_) => "bad_request",
             Rejection::UpstreamUnavailable(_) => "upstream_unavailable",
             Rejection::UpstreamTimeout(_) => "upstream_timeout",
+            Rejection::TooManyConnections => "too_many_connections",
         }
     }
 
@@ -111,6 +117,10 @@ impl Rejection {
             Rejection::UpstreamTimeout(_) => (
                 "The forum is taking too long",
                 "The forum did not answer in time. Please try again in a few moments.",
+            ),
+            Rejection::TooManyConnections => (
+                "The forum is busy",
+                "Too many people are connected right now. Please try again in a few moments.",
             ),
         }
     }

@@ -45,6 +45,7 @@ pub enum StartError {
 #[derive(Debug)]
 struct ConnSettings {
     header_read_timeout: Duration,
+    idle_timeout: Duration,
     max_header_bytes: usize,
     slots: Arc<Semaphore>,
 }
@@ -79,15 +80,18 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
     let shutdown = CancellationToken::new();
     let connections = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(config.limits.max_connections));
     let tunnels = Tunnels {
         tracker: TaskTracker::new(),
         shutdown: shutdown.clone(),
+        slots: Arc::clone(&slots),
     };
     let gateway = Gateway::new(config, tunnels.clone());
     let settings = Arc::new(ConnSettings {
         header_read_timeout: config.limits.header_read_timeout,
+        idle_timeout: config.limits.idle_timeout,
         max_header_bytes: config.limits.max_header_bytes,
-        slots: Arc::new(Semaphore::new(config.limits.max_connections)),
+        slots,
     });
 
     let mut running = Running {
@@ -283,7 +287,7 @@ async fn serve_http1<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (stream, verdicts) = FramingGuard::new(stream, settings.max_header_bytes);
-    let conn = Arc::new(ConnInfo::new(peer, proto, Some(verdicts)));
+    let conn = Arc::new(ConnInfo::new(peer, proto, Some(Arc::clone(&verdicts))));
     let service = service_fn(move |request| {
         let gateway = gateway.clone();
         let conn = Arc::clone(&conn);
@@ -293,8 +297,7 @@ async fn serve_http1<S>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
-        // hyper refuses smaller buffers; config validation keeps max_header_bytes at 8 KiB or more.
-        .max_buf_size(settings.max_header_bytes.max(8192))
+        .max_header_size(settings.max_header_bytes)
         .keep_alive(true);
     let connection = builder
         .serve_connection(TokioIo::new(stream), service)
@@ -308,7 +311,7 @@ async fn serve_http1<S>(
         }
     };
     if let Err(error) = result {
-        log_connection_error(peer, &error);
+        log_connection_error(peer, &error, verdicts.head_started());
     }
 }
 
@@ -322,6 +325,7 @@ async fn serve_http2<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let conn = Arc::new(ConnInfo::new(peer, "https", None));
+    let watched = Arc::clone(&conn);
     let service = service_fn(move |request| {
         let gateway = gateway.clone();
         let conn = Arc::clone(&conn);
@@ -331,25 +335,42 @@ async fn serve_http2<S>(
     builder
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(256)
+        // Pings find peers that vanished without closing; the idle check below closes live ones that went quiet.
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+    let idle_timeout = settings.idle_timeout;
+    let mut idle_check = tokio::time::interval(idle_timeout / 4);
+    let result = loop {
+        tokio::select! {
+            result = connection.as_mut() => break result,
+            () = shutdown.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                break connection.await;
+            }
+            _ = idle_check.tick() => {
+                // GOAWAY lets any stream still open (a long download) finish; only new ones are refused.
+                if watched.idle_for() >= idle_timeout {
+                    tracing::debug!(%peer, "closing idle HTTP/2 connection");
+                    connection.as_mut().graceful_shutdown();
+                    break connection.await;
+                }
+            }
         }
     };
     if let Err(error) = result {
-        log_connection_error(peer, &error);
+        log_connection_error(peer, &error, false);
     }
 }
 
-fn log_connection_error(peer: SocketAddr, error: &hyper::Error) {
+fn log_connection_error(peer: SocketAddr, error: &hyper::Error, head_started: bool) {
     // Clients hang up and time out all the time; only the unusual is worth more than debug.
-    if error.is_timeout() {
-        tracing::info!(%peer, "connection closed: request head not received within limits.header_read_timeout");
+    if error.is_timeout() && head_started {
+        tracing::info!(%peer, "connection cut: request head not completed within limits.header_read_timeout");
+    } else if error.is_timeout() {
+        tracing::debug!(%peer, "idle keep-alive connection closed after limits.header_read_timeout");
     } else if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
         tracing::debug!(%peer, error = %error, "connection closed early");
     } else if error.is_parse() || error.is_parse_too_large() {

@@ -141,12 +141,16 @@ fn write_private(path: &Path, text: &str) -> Result<(), TlsError> {
         path: path.to_owned(),
         source,
     };
+    use std::os::unix::fs::PermissionsExt as _;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)
+        .map_err(fail)?;
+    // `mode` applies only when the file is created; a key left over from an earlier run keeps its old mode otherwise.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(fail)?;
     file.write_all(text.as_bytes()).map_err(fail)
 }

@@ -83,9 +83,10 @@ async fn preserve_host_false_sends_the_upstream_authority() {
 async fn hop_by_hop_and_connection_named_headers_are_removed_both_ways() {
     let upstream = EchoUpstream::start().await;
     let gateway = TestGateway::plain(upstream.addr).await;
-    let request = "GET /echo HTTP/1.1\r\nHost: forum.test\r\nConnection: keep-alive, X-Secret, x-other\r\n\
+    // The client also names headers the gateway sets itself: those must still arrive, set by the gateway.
+    let request = "GET /echo HTTP/1.1\r\nHost: forum.test\r\nConnection: keep-alive, X-Secret, x-other, X-Real-IP\r\n\
 Keep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic Zm9vOmJhcg==\r\n\
-X-Secret: hidden\r\nX-Other: hidden\r\nX-Kept: visible\r\nConnection: close\r\n\r\n";
+X-Secret: hidden\r\nX-Other: hidden\r\nX-Kept: visible\r\nUpgrade: h2c\r\nConnection: close, X-Forwarded-For\r\n\r\n";
     let (text, _) = raw_exchange(gateway.addr, request.as_bytes(), Duration::from_secs(10)).await;
     let body = text
         .split_once("\r\n\r\n")
@@ -110,6 +111,8 @@ X-Secret: hidden\r\nX-Other: hidden\r\nX-Kept: visible\r\nConnection: close\r\n\
             .all(|v| !v.to_ascii_lowercase().contains("secret"))
     );
     assert_eq!(seen.header("x-kept").as_deref(), Some("visible"));
+    assert_eq!(seen.header("x-real-ip").as_deref(), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
 
     let response = client().get(gateway.url("/hop")).send().await.unwrap();
     assert_eq!(response.status(), 200);

@@ -66,8 +66,12 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// The largest request head accepted; larger ones get 431.
     pub max_header_bytes: usize,
-    /// Connections served at once per listener; further ones wait in the kernel's backlog.
+    /// Connections served at once, both listeners and open WebSocket tunnels together; further ones wait in the
+    /// kernel's backlog (and a WebSocket upgrade beyond it gets 503).
     pub max_connections: usize,
+    /// An HTTP/2 connection with no new request for this long is closed (HTTP/1.1 keep-alive connections wait at
+    /// most `header_read_timeout` for their next request).
+    pub idle_timeout: Duration,
     /// On SIGTERM/SIGINT, how long requests in flight may take to finish.
     pub shutdown_timeout: Duration,
 }
@@ -97,6 +101,7 @@ pub mod defaults {
     pub const MAX_HEADER_BYTES: usize = 65_536;
     pub const MAX_CONNECTIONS: usize = 10_000;
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 }
 
 /// One problem in the config file.
@@ -265,7 +270,7 @@ impl Config {
             .opt(
                 limits.max_header_bytes.as_ref(),
                 "limits.max_header_bytes",
-                |s| parse_in_range(s, 8192, 1 << 20),
+                |s| parse_in_range(s, 1024, 1 << 20),
             )
             .unwrap_or(defaults::MAX_HEADER_BYTES);
         let max_connections = ctx
@@ -275,6 +280,11 @@ impl Config {
                 |s| parse_in_range(s, 1, 1_000_000),
             )
             .unwrap_or(defaults::MAX_CONNECTIONS);
+        let idle_timeout = ctx.duration(
+            limits.idle_timeout.as_ref(),
+            "limits.idle_timeout",
+            defaults::IDLE_TIMEOUT,
+        );
         let shutdown_timeout = ctx.duration(
             limits.shutdown_timeout.as_ref(),
             "limits.shutdown_timeout",
@@ -284,6 +294,7 @@ impl Config {
             ("upstream.connect_timeout", connect_timeout),
             ("upstream.timeout", timeout),
             ("limits.header_read_timeout", header_read_timeout),
+            ("limits.idle_timeout", idle_timeout),
         ] {
             if value.is_zero() {
                 ctx.error(key, "must be greater than zero");
@@ -318,6 +329,7 @@ impl Config {
                 header_read_timeout,
                 max_header_bytes,
                 max_connections,
+                idle_timeout,
                 shutdown_timeout,
             },
             log: LogConfig { format },

@@ -42,6 +42,7 @@ pub struct RawLimits {
     pub header_read_timeout: Option<Scalar>,
     pub max_header_bytes: Option<Scalar>,
     pub max_connections: Option<Scalar>,
+    pub idle_timeout: Option<Scalar>,
     pub shutdown_timeout: Option<Scalar>,
 }
 
