@@ -69,40 +69,44 @@ impl ConnInfo {
     }
 }
 
-/// A cheap-to-clone handle on everything the pipeline needs.
-#[derive(Debug, Clone)]
+/// One worker's pipeline: the state all workers share, and this worker's own upstream pool.
+#[derive(Debug)]
 pub struct Gateway {
     shared: Arc<Shared>,
+    upstream: Upstream,
 }
 
+/// What every worker shares.
 #[derive(Debug)]
-struct Shared {
-    upstream: Upstream,
+pub struct Shared {
     forwarding: Forwarding,
     tunnels: Tunnels,
     /// Query parameters whose values never reach a log line (tokens).
     redacted_params: Vec<String>,
 }
 
+impl Shared {
+    pub fn new(config: &Config, tunnels: Tunnels) -> Arc<Self> {
+        Arc::new(Shared {
+            forwarding: Forwarding::new(config.trusted_proxies.clone()),
+            tunnels,
+            redacted_params: [
+                "jwt",
+                "token",
+                "ms_token",
+                "access_token",
+                "id_token",
+                "code",
+            ]
+            .map(String::from)
+            .to_vec(),
+        })
+    }
+}
+
 impl Gateway {
-    pub fn new(config: &Config, tunnels: Tunnels) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                upstream: Upstream::new(&config.upstream),
-                forwarding: Forwarding::new(config.trusted_proxies.clone()),
-                tunnels,
-                redacted_params: [
-                    "jwt",
-                    "token",
-                    "ms_token",
-                    "access_token",
-                    "id_token",
-                    "code",
-                ]
-                .map(String::from)
-                .to_vec(),
-            }),
-        }
+    pub fn new(shared: Arc<Shared>, upstream: Upstream) -> Self {
+        Self { shared, upstream }
     }
 
     /// Answers one request. Never fails: rejections become their page, and every request gets one access-log line.
@@ -176,8 +180,7 @@ impl Gateway {
         proxy::strip_hop_by_hop(request.headers_mut());
         let client_host = client_host(&request);
         self.upstream_request_filter(&mut request, conn, client_host.as_ref());
-        self.shared
-            .upstream
+        self.upstream
             .forward(request, upgrade, client_host, &self.shared.tunnels, timing)
             .await
     }

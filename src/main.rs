@@ -100,8 +100,9 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    ssogate::logging::init(config.log.format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let log = ssogate::logging::init(config.log.format);
+    // The workers run their own runtimes (see server::start); this one only waits for signals and runs timers.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -111,7 +112,8 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
+        tokio::spawn(ssogate::logging::flush_periodically(log.clone()));
         let running = match ssogate::start(&config).await {
             Ok(running) => running,
             Err(error) => {
@@ -131,7 +133,9 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         });
         running.serve_until_stopped().await;
         ExitCode::SUCCESS
-    })
+    });
+    log.flush();
+    code
 }
 
 fn dev_certs(out: &std::path::Path, hosts: &[String]) -> ExitCode {

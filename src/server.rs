@@ -17,15 +17,15 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, UpstreamConfig};
 use crate::framing::FramingGuard;
-use crate::gateway::{ConnInfo, Gateway};
-use crate::proxy::Tunnels;
+use crate::gateway::{ConnInfo, Gateway, Shared};
+use crate::proxy::{Tunnels, Upstream};
 use crate::tls::{self, TlsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("cannot start a worker thread: {source}")]
+    Worker { source: std::io::Error },
 }
 
 /// Per-connection settings, shared by all connections.
@@ -47,6 +49,7 @@ struct ConnSettings {
     header_read_timeout: Duration,
     idle_timeout: Duration,
     max_header_bytes: usize,
+    shutdown_timeout: Duration,
     slots: Arc<Semaphore>,
 }
 
@@ -59,24 +62,33 @@ pub struct Running {
     shutdown: CancellationToken,
     connections: TaskTracker,
     tunnels: TaskTracker,
-    accept_loops: Vec<JoinHandle<()>>,
+    workers: Vec<oneshot::Receiver<()>>,
     shutdown_timeout: Duration,
 }
 
-/// Binds the listeners and starts serving. Returns once the sockets are bound, so callers (and tests) can connect.
+/// Binds the listeners and starts the worker threads. Returns once the sockets are bound, so callers (and tests) can
+/// connect at once.
+///
+/// Each worker is an OS thread with its own single-threaded runtime, accept loops and upstream connection pool, as
+/// nginx runs worker processes: a request and the upstream exchange it causes stay on one thread, with no wake-ups
+/// across threads. Only the gateway's shared state (keys, directory, limits) is common to all workers.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let acceptor = match &config.tls {
-        Some(tls) => Some((tls.listen, TlsAcceptor::from(tls::server_config(tls)?))),
+        Some(tls) => Some(TlsAcceptor::from(tls::server_config(tls)?)),
         None => None,
     };
-    let plain = match config.listen {
-        Some(addr) => Some(bind("listen", addr).await?),
-        None => None,
-    };
-    let secure = match acceptor {
-        Some((addr, acceptor)) => Some((bind("tls.listen", addr).await?, acceptor)),
-        None => None,
-    };
+    // One socket per worker and listener, all bound to the same address with SO_REUSEPORT: the kernel spreads new
+    // connections evenly over the workers' accept queues (one shared queue leaves one worker doing most of the work).
+    let mut listeners: Vec<(Vec<std::net::TcpListener>, Option<TlsAcceptor>)> = Vec::new();
+    if let Some(addr) = config.listen {
+        listeners.push((bind_workers("listen", addr, config.workers)?, None));
+    }
+    if let (Some(tls), Some(acceptor)) = (&config.tls, acceptor) {
+        listeners.push((
+            bind_workers("tls.listen", tls.listen, config.workers)?,
+            Some(acceptor),
+        ));
+    }
 
     let shutdown = CancellationToken::new();
     let connections = TaskTracker::new();
@@ -86,11 +98,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown: shutdown.clone(),
         slots: Arc::clone(&slots),
     };
-    let gateway = Gateway::new(config, tunnels.clone());
+    let shared = Shared::new(config, tunnels.clone());
     let settings = Arc::new(ConnSettings {
         header_read_timeout: config.limits.header_read_timeout,
         idle_timeout: config.limits.idle_timeout,
         max_header_bytes: config.limits.max_header_bytes,
+        shutdown_timeout: config.limits.shutdown_timeout,
         slots,
     });
 
@@ -99,37 +112,103 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tls_addr: None,
         shutdown: shutdown.clone(),
         connections: connections.clone(),
-        tunnels: tunnels.tracker,
-        accept_loops: Vec::new(),
+        tunnels: tunnels.tracker.clone(),
+        workers: Vec::new(),
         shutdown_timeout: config.limits.shutdown_timeout,
     };
-    if let Some(listener) = plain {
-        let addr = listener.local_addr().ok();
-        running.http_addr = addr;
-        tracing::info!(addr = %addr.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))), upstream = %config.upstream.url, "listening for HTTP");
-        running.accept_loops.push(tokio::spawn(accept_loop(
-            listener,
-            None,
-            gateway.clone(),
-            Arc::clone(&settings),
-            shutdown.clone(),
-            connections.clone(),
-        )));
+    for (sockets, tls) in &listeners {
+        let addr = sockets.first().and_then(|socket| socket.local_addr().ok());
+        let shown = addr.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        if tls.is_some() {
+            running.tls_addr = addr;
+            tracing::info!(addr = %shown, upstream = %config.upstream.url, workers = config.workers, "listening for HTTPS (h2, http/1.1)");
+        } else {
+            running.http_addr = addr;
+            tracing::info!(addr = %shown, upstream = %config.upstream.url, workers = config.workers, "listening for HTTP");
+        }
     }
-    if let Some((listener, acceptor)) = secure {
-        let addr = listener.local_addr().ok();
-        running.tls_addr = addr;
-        tracing::info!(addr = %addr.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))), upstream = %config.upstream.url, "listening for HTTPS (h2, http/1.1)");
-        running.accept_loops.push(tokio::spawn(accept_loop(
-            listener,
-            Some(acceptor),
-            gateway,
-            settings,
-            shutdown,
-            connections,
-        )));
+
+    for index in 0..config.workers {
+        let mut own = Vec::new();
+        for (sockets, tls) in &mut listeners {
+            if let Some(socket) = sockets.pop() {
+                own.push((socket, tls.clone()));
+            }
+        }
+        let worker = Worker {
+            listeners: own,
+            shared: Arc::clone(&shared),
+            upstream: config.upstream.clone(),
+            settings: Arc::clone(&settings),
+            shutdown: shutdown.clone(),
+            connections: connections.clone(),
+            tunnels: tunnels.tracker.clone(),
+        };
+        let (done, finished) = oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("ssogate-worker-{index}"))
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(worker.run()),
+                    Err(error) => {
+                        tracing::error!(error = %error, "worker {index}: cannot start its runtime")
+                    }
+                }
+                let _ = done.send(());
+            })
+            .map_err(|source| StartError::Worker { source })?;
+        running.workers.push(finished);
     }
     Ok(running)
+}
+
+/// One worker thread's share of the work.
+struct Worker {
+    listeners: Vec<(std::net::TcpListener, Option<TlsAcceptor>)>,
+    shared: Arc<Shared>,
+    upstream: UpstreamConfig,
+    settings: Arc<ConnSettings>,
+    shutdown: CancellationToken,
+    connections: TaskTracker,
+    tunnels: TaskTracker,
+}
+
+impl Worker {
+    async fn run(self) {
+        // The pool lives on this thread: its connections are driven by this runtime.
+        let gateway = Arc::new(Gateway::new(self.shared, Upstream::new(&self.upstream)));
+        let mut loops = Vec::new();
+        for (listener, tls) in self.listeners {
+            let listener = match TcpListener::from_std(listener) {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::error!(error = %error, "worker cannot use its listener");
+                    continue;
+                }
+            };
+            loops.push(tokio::spawn(accept_loop(
+                listener,
+                tls,
+                Arc::clone(&gateway),
+                Arc::clone(&self.settings),
+                self.shutdown.clone(),
+                self.connections.clone(),
+            )));
+        }
+        self.shutdown.cancelled().await;
+        for accept_loop in loops {
+            let _ = accept_loop.await;
+        }
+        // Connections (and tunnels) running on this thread need its runtime until they finish.
+        let _ = tokio::time::timeout(self.settings.shutdown_timeout, async {
+            self.connections.wait().await;
+            self.tunnels.wait().await;
+        })
+        .await;
+    }
 }
 
 impl Running {
@@ -148,14 +227,10 @@ impl Running {
     /// Stops accepting, lets requests in flight finish (bounded by `limits.shutdown_timeout`), cuts tunnels.
     pub async fn shutdown(self) -> bool {
         self.shutdown.cancel();
-        for accept_loop in self.accept_loops {
-            let _ = accept_loop.await;
-        }
         self.connections.close();
         self.tunnels.close();
-        let in_flight = self.connections.len();
         tracing::info!(
-            connections = in_flight,
+            connections = self.connections.len(),
             "stopping: listeners closed, finishing requests in flight"
         );
         let drained = tokio::time::timeout(self.shutdown_timeout, async {
@@ -164,6 +239,11 @@ impl Running {
         })
         .await
         .is_ok();
+        // Workers return once their share has drained or the same timeout has passed.
+        for worker in self.workers {
+            let _ =
+                tokio::time::timeout(self.shutdown_timeout + Duration::from_secs(1), worker).await;
+        }
         if drained {
             tracing::info!("stopped");
         } else {
@@ -196,16 +276,43 @@ pub async fn stop_signal() {
     tracing::info!(signal = name, "stop requested");
 }
 
-async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { key, addr, source })
+/// `count` listening sockets on `addr` (the port of the first when `addr` says port 0), with SO_REUSEPORT.
+fn bind_workers(
+    key: &'static str,
+    addr: SocketAddr,
+    count: usize,
+) -> Result<Vec<std::net::TcpListener>, StartError> {
+    let mut sockets = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count.max(1) {
+        let socket = bind(addr).map_err(|source| StartError::Bind { key, addr, source })?;
+        if let Ok(bound) = socket.local_addr() {
+            addr = bound;
+        }
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    gateway: Gateway,
+    gateway: Arc<Gateway>,
     settings: Arc<ConnSettings>,
     shutdown: CancellationToken,
     connections: TaskTracker,
@@ -232,7 +339,7 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let gateway = gateway.clone();
+        let gateway = Arc::clone(&gateway);
         let settings = Arc::clone(&settings);
         let shutdown = shutdown.clone();
         let tls = tls.clone();
@@ -252,7 +359,7 @@ async fn serve_tls(
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
-    gateway: Gateway,
+    gateway: Arc<Gateway>,
     settings: &ConnSettings,
     shutdown: &CancellationToken,
 ) {
@@ -280,7 +387,7 @@ async fn serve_http1<S>(
     stream: S,
     peer: SocketAddr,
     proto: &'static str,
-    gateway: Gateway,
+    gateway: Arc<Gateway>,
     settings: &ConnSettings,
     shutdown: &CancellationToken,
 ) where
@@ -289,7 +396,7 @@ async fn serve_http1<S>(
     let (stream, verdicts) = FramingGuard::new(stream, settings.max_header_bytes);
     let conn = Arc::new(ConnInfo::new(peer, proto, Some(Arc::clone(&verdicts))));
     let service = service_fn(move |request| {
-        let gateway = gateway.clone();
+        let gateway = Arc::clone(&gateway);
         let conn = Arc::clone(&conn);
         async move { Ok::<_, Infallible>(gateway.handle(request, &conn).await) }
     });
@@ -318,7 +425,7 @@ async fn serve_http1<S>(
 async fn serve_http2<S>(
     stream: S,
     peer: SocketAddr,
-    gateway: Gateway,
+    gateway: Arc<Gateway>,
     settings: &ConnSettings,
     shutdown: &CancellationToken,
 ) where
@@ -327,7 +434,7 @@ async fn serve_http2<S>(
     let conn = Arc::new(ConnInfo::new(peer, "https", None));
     let watched = Arc::clone(&conn);
     let service = service_fn(move |request| {
-        let gateway = gateway.clone();
+        let gateway = Arc::clone(&gateway);
         let conn = Arc::clone(&conn);
         async move { Ok::<_, Infallible>(gateway.handle(request, &conn).await) }
     });

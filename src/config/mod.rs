@@ -5,6 +5,7 @@
 //! `${VAR}` references), checks the rules that span keys, and gathers *every* error it finds, each naming its key and,
 //! where the file shows it, its line, so `ssogate check-config` can list them all at once.
 
+pub mod auth;
 mod raw;
 mod value;
 
@@ -26,6 +27,8 @@ pub use value::{expand_env, parse_bool, parse_duration};
 pub struct Config {
     /// Plain HTTP listener; `None` when only TLS is served.
     pub listen: Option<SocketAddr>,
+    /// Worker threads, each with its own event loop (`auto`: one per CPU).
+    pub workers: usize,
     /// How members reach the gateway (scheme, host, optional port); the base of absolute URLs.
     pub public_url: Url,
     pub tls: Option<TlsConfig>,
@@ -34,6 +37,12 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub limits: Limits,
     pub log: LogConfig,
+    /// JWT SSO; `None` when the file has no `sso` section (the gateway then only proxies).
+    pub sso: Option<auth::SsoConfig>,
+    /// The session cookie; present whenever `sso` is.
+    pub session: Option<auth::SessionConfig>,
+    pub directory: auth::DirectoryConfig,
+    pub rate_limit: auth::RateLimitConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +204,12 @@ impl Config {
 
     fn from_raw(raw: RawConfig, ctx: &mut Ctx<'_>) -> Option<Config> {
         let listen = ctx.opt(raw.listen.as_ref(), "listen", parse_socket_addr);
+        let workers = ctx
+            .opt(raw.workers.as_ref(), "workers", |s| match s {
+                "auto" => Ok(default_workers()),
+                other => parse_in_range(other, 1, 1024),
+            })
+            .unwrap_or_else(default_workers);
 
         let tls = raw.tls.map(|tls| {
             let listen = ctx.required(tls.listen.as_ref(), "tls.listen", parse_socket_addr);
@@ -311,9 +326,33 @@ impl Config {
             })
             .unwrap_or(LogFormat::Text);
 
+        let https = public_url.as_ref().is_some_and(|u| u.scheme() == "https");
+        let sso = raw.sso.and_then(|sso| auth::sso(sso, ctx));
+        let session = match (&sso, raw.session) {
+            (Some(_), session) => auth::session(session, https, ctx),
+            (None, Some(_)) => {
+                ctx.error("session", "has no effect without an sso section");
+                None
+            }
+            (None, None) => None,
+        };
+        let directory = auth::DirectoryConfig {
+            path: ctx
+                .opt(raw.directory.path.as_ref(), "directory.path", |s| {
+                    if s.is_empty() {
+                        Err("must not be empty".to_owned())
+                    } else {
+                        Ok(PathBuf::from(s))
+                    }
+                })
+                .unwrap_or_else(|| PathBuf::from(auth::defaults::DIRECTORY_PATH)),
+        };
+        let rate_limit = auth::rate_limit(&raw.rate_limit, ctx);
+
         let (url, authority) = upstream_url?;
         Some(Config {
             listen,
+            workers,
             public_url: public_url?,
             tls,
             upstream: UpstreamConfig {
@@ -333,6 +372,10 @@ impl Config {
                 shutdown_timeout,
             },
             log: LogConfig { format },
+            sso,
+            session,
+            directory,
+            rate_limit,
         })
     }
 }
@@ -428,6 +471,11 @@ fn yaml_error(error: &yaml_serde::Error) -> ConfigError {
         line: None,
         message,
     }
+}
+
+/// One worker per CPU the process may use.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {

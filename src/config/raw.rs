@@ -10,12 +10,75 @@ use super::value::Scalar;
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
     pub listen: Option<Scalar>,
+    pub workers: Option<Scalar>,
     pub public_url: Option<Scalar>,
     pub tls: Option<RawTls>,
     pub upstream: Option<RawUpstream>,
     pub trusted_proxies: Option<Vec<Scalar>>,
     pub limits: RawLimits,
     pub log: RawLog,
+    pub sso: Option<RawSso>,
+    pub session: Option<RawSession>,
+    pub directory: RawDirectory,
+    pub rate_limit: RawRateLimit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSso {
+    pub keys: Option<Vec<RawKey>>,
+    pub entries: Option<Vec<RawEntry>>,
+    pub leeway: Option<Scalar>,
+    pub max_token_age: Option<Scalar>,
+    pub require_exp: Option<Scalar>,
+    pub danger_accept_tokens_without_expiry: Option<Scalar>,
+    pub issuer: Option<Scalar>,
+    pub audience: Option<Vec<Scalar>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawKey {
+    pub id: Option<Scalar>,
+    pub algorithm: Option<Scalar>,
+    pub secret: Option<Scalar>,
+    pub public_key: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEntry {
+    pub path: Option<Scalar>,
+    pub profile: Option<Scalar>,
+    pub aliases: Option<Vec<Scalar>>,
+    pub token_param: Option<Scalar>,
+    pub token_aliases: Option<Vec<Scalar>>,
+    pub return_param: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSession {
+    pub secret: Option<Scalar>,
+    pub cookie_name: Option<Scalar>,
+    pub ttl: Option<Scalar>,
+    pub same_site: Option<Scalar>,
+    pub partitioned: Option<Scalar>,
+    pub secure: Option<Scalar>,
+    pub domain: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDirectory {
+    pub path: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRateLimit {
+    pub sso_per_ip: Option<Scalar>,
+    pub sso_per_subject: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
