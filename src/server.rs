@@ -154,7 +154,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                 {
                     Ok(runtime) => runtime.block_on(worker.run()),
                     Err(error) => {
-                        tracing::error!(error = %error, "worker {index}: cannot start its runtime")
+                        tracing::error!(error = %error, "worker {index}: cannot start its runtime");
                     }
                 }
                 let _ = done.send(());
