@@ -22,10 +22,12 @@ use hyper::body::Incoming;
 use crate::access_log::RedactedTarget;
 use crate::body::Body;
 use crate::config::Config;
+use crate::directory::DirectoryError;
 use crate::forwarded::Forwarding;
 use crate::framing::FramingVerdicts;
 use crate::proxy::{self, Timing, Tunnels, Upstream};
 use crate::reject::{Blame, Rejection, wants_json};
+use crate::sso::Sso;
 
 /// Facts about the connection a request arrived on.
 #[derive(Debug)]
@@ -83,24 +85,41 @@ pub struct Shared {
     tunnels: Tunnels,
     /// Query parameters whose values never reach a log line (tokens).
     redacted_params: Vec<String>,
+    /// JWT SSO, when configured.
+    sso: Option<Sso>,
 }
 
 impl Shared {
-    pub fn new(config: &Config, tunnels: Tunnels) -> Arc<Self> {
-        Arc::new(Shared {
+    /// Builds what every worker shares; opens the member directory when SSO is configured.
+    pub fn new(config: &Config, tunnels: Tunnels) -> Result<Arc<Self>, DirectoryError> {
+        let sso = Sso::new(config)?;
+        let mut redacted_params: Vec<String> = [
+            "jwt",
+            "token",
+            "ms_token",
+            "access_token",
+            "id_token",
+            "code",
+        ]
+        .map(String::from)
+        .to_vec();
+        if let Some(sso) = &sso {
+            for name in sso.token_params() {
+                if !redacted_params.iter().any(|known| known == name) {
+                    redacted_params.push(name.to_owned());
+                }
+            }
+        }
+        Ok(Arc::new(Shared {
             forwarding: Forwarding::new(config.trusted_proxies.clone()),
             tunnels,
-            redacted_params: [
-                "jwt",
-                "token",
-                "ms_token",
-                "access_token",
-                "id_token",
-                "code",
-            ]
-            .map(String::from)
-            .to_vec(),
-        })
+            redacted_params,
+            sso,
+        }))
+    }
+
+    pub fn sso(&self) -> Option<&Sso> {
+        self.sso.as_ref()
     }
 }
 
@@ -175,6 +194,15 @@ impl Gateway {
         timing: &mut Timing,
     ) -> Result<Response<Body>, Rejection> {
         request_filter(&request, conn, index)?;
+        if let Some(sso) = &self.shared.sso {
+            if let Some(entry) = sso.route(request.uri().path()) {
+                let client = self
+                    .shared
+                    .forwarding
+                    .client_ip(conn.peer.ip(), request.headers());
+                return sso.enter(entry, request, client).await;
+            }
+        }
         // Before anything of ours is added: a client naming our headers in `Connection:` must not remove them.
         let upgrade = proxy::websocket_upgrade(&request);
         proxy::strip_hop_by_hop(request.headers_mut());

@@ -4,8 +4,9 @@
 //!
 //! - [`server`] accepts it (plain HTTP/1.1, or TLS with HTTP/2 or HTTP/1.1 by ALPN), HTTP/1 bytes passing through the
 //!   [`framing`] guard, and hands it to the [`gateway`].
-//! - [`gateway`] runs the phases in order: refuse what must never be forwarded, then (in later issues) the SSO entry
-//!   and the forum's own routes, then `X-Forwarded-*` from [`forwarded`], then [`proxy`], which talks to the forum.
+//! - [`gateway`] runs the phases in order: refuse what must never be forwarded, then the [`sso`] entry routes (token
+//!   verification, [`limit`]s, replay guard, the member [`directory`], a new [`session`] cookie, a safe redirect),
+//!   then `X-Forwarded-*` from [`forwarded`], then [`proxy`], which talks to the forum.
 //! - Any phase may stop with a [`reject::Rejection`]; `reject` is the one place those become HTTP responses.
 //! - [`access_log`] writes the one line each request gets, with token parameters masked.
 //!
@@ -15,13 +16,17 @@
 pub mod access_log;
 pub mod body;
 pub mod config;
+pub mod directory;
 pub mod forwarded;
 pub mod framing;
 pub mod gateway;
+pub mod limit;
 pub mod logging;
 pub mod proxy;
 pub mod reject;
 pub mod server;
+pub mod session;
+pub mod sso;
 pub mod tls;
 
 pub use config::Config;

@@ -10,7 +10,10 @@ use http::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::body::Body;
+use crate::directory::{DirectoryError, Status};
 use crate::framing::Ambiguity;
+use crate::limit::{Limited, retry_after_secs};
+use crate::sso::token::TokenError;
 
 /// Who caused the failure, so logs can be filtered by it (pingora's downstream/upstream/internal split).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +44,27 @@ pub enum Rejection {
     /// Every connection slot (`limits.max_connections`) is taken, so a new WebSocket tunnel cannot open.
     #[error("no connection slot left for a WebSocket tunnel (limits.max_connections)")]
     TooManyConnections,
+    /// An SSO entry request without a token.
+    #[error("no token in the SSO request")]
+    MissingToken,
+    /// An SSO entry request with two different tokens (e.g. `jwt` and `token`).
+    #[error("two different tokens in one SSO request")]
+    ConflictingTokens,
+    /// The token was refused; the variant says exactly why.
+    #[error("token refused: {0}")]
+    Token(TokenError),
+    /// Too many SSO attempts from one client address or for one subject.
+    #[error("rate limited per {}: retry after {:?}", .0.scope, .0.retry_after)]
+    RateLimited(Limited),
+    /// The member exists but their status does not allow signing in.
+    #[error("member is {}", .0.as_str())]
+    MemberRefused(Status),
+    /// A Tribe login would give this member an email another member has.
+    #[error("the token's email belongs to another member")]
+    EmailTaken,
+    /// The member directory failed.
+    #[error("directory: {0}")]
+    Directory(DirectoryError),
 }
 
 /// The cause of a failed upstream exchange, with the chain of sources hyper gives.
@@ -71,6 +95,29 @@ impl Rejection {
             Rejection::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Rejection::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Rejection::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::MissingToken | Rejection::ConflictingTokens => StatusCode::BAD_REQUEST,
+            Rejection::Token(error) => match error {
+                TokenError::TooLarge(_)
+                | TokenError::Malformed(_)
+                | TokenError::MissingClaim(_)
+                | TokenError::InvalidClaim { .. }
+                | TokenError::MissingExp => StatusCode::BAD_REQUEST,
+                TokenError::AlgorithmNotAllowed(_)
+                | TokenError::UnknownKey(_)
+                | TokenError::BadSignature
+                | TokenError::Expired(_)
+                | TokenError::NotYetValid(_)
+                | TokenError::IssuedInFuture(_)
+                | TokenError::TooOld(_)
+                | TokenError::LifetimeTooLong(_)
+                | TokenError::WrongIssuer
+                | TokenError::WrongAudience
+                | TokenError::Replayed => StatusCode::UNAUTHORIZED,
+            },
+            Rejection::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::MemberRefused(_) => StatusCode::FORBIDDEN,
+            Rejection::EmailTaken => StatusCode::CONFLICT,
+            Rejection::Directory(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -80,7 +127,13 @@ impl Rejection {
             | Rejection::MethodNotAllowed(_)
             | Rejection::BadRequest(_) => Blame::Client,
             Rejection::UpstreamUnavailable(_) | Rejection::UpstreamTimeout(_) => Blame::Upstream,
-            Rejection::TooManyConnections => Blame::Gateway,
+            Rejection::TooManyConnections | Rejection::Directory(_) => Blame::Gateway,
+            Rejection::MissingToken
+            | Rejection::ConflictingTokens
+            | Rejection::Token(_)
+            | Rejection::RateLimited(_)
+            | Rejection::MemberRefused(_)
+            | Rejection::EmailTaken => Blame::Client,
         }
     }
 
@@ -93,6 +146,42 @@ impl Rejection {
             Rejection::UpstreamUnavailable(_) => "upstream_unavailable",
             Rejection::UpstreamTimeout(_) => "upstream_timeout",
             Rejection::TooManyConnections => "too_many_connections",
+            Rejection::MissingToken => "missing_token",
+            Rejection::ConflictingTokens => "conflicting_tokens",
+            Rejection::Token(error) => match error {
+                TokenError::TooLarge(_) => "token_too_large",
+                TokenError::Malformed(_) => "malformed_token",
+                TokenError::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
+                TokenError::UnknownKey(_) => "unknown_key",
+                TokenError::BadSignature => "bad_signature",
+                TokenError::Expired(_) => "token_expired",
+                TokenError::NotYetValid(_) => "token_not_yet_valid",
+                TokenError::IssuedInFuture(_) => "token_issued_in_future",
+                TokenError::TooOld(_) => "token_too_old",
+                TokenError::LifetimeTooLong(_) => "token_lifetime_too_long",
+                TokenError::MissingExp => "missing_exp",
+                TokenError::MissingClaim(_) => "missing_claim",
+                TokenError::InvalidClaim { .. } => "invalid_claim",
+                TokenError::WrongIssuer => "wrong_issuer",
+                TokenError::WrongAudience => "wrong_audience",
+                TokenError::Replayed => "token_replayed",
+            },
+            Rejection::RateLimited(_) => "rate_limited",
+            Rejection::MemberRefused(_) => "member_refused",
+            Rejection::EmailTaken => "email_taken",
+            Rejection::Directory(_) => "directory_unavailable",
+        }
+    }
+
+    /// A line for the integrator who made the token (which claim, how many seconds off), never secret material.
+    fn detail(&self) -> Option<String> {
+        match self {
+            Rejection::Token(TokenError::Replayed | TokenError::BadSignature) => None,
+            Rejection::Token(error) => Some(error.to_string()),
+            Rejection::ConflictingTokens => {
+                Some("the request carries two different tokens".to_owned())
+            }
+            _ => None,
         }
     }
 
@@ -122,6 +211,47 @@ impl Rejection {
                 "The forum is busy",
                 "Too many people are connected right now. Please try again in a few moments.",
             ),
+            Rejection::MissingToken | Rejection::ConflictingTokens => (
+                "This sign-in link is incomplete",
+                "The link that brought you here is missing its sign-in information. Go back to the site you came \
+from and try again.",
+            ),
+            Rejection::Token(TokenError::TooLarge(_) | TokenError::Malformed(_)) => (
+                "This sign-in link is damaged",
+                "The link may have been cut off when it was copied. Go back to the site you came from and try again.",
+            ),
+            Rejection::Token(TokenError::MissingClaim(_) | TokenError::InvalidClaim { .. }) => (
+                "This sign-in link is missing information",
+                "The site that sent you here did not include everything the forum needs to sign you in (see the \
+details below). Please let that site know.",
+            ),
+            Rejection::Token(TokenError::MissingExp) => (
+                "This sign-in link has no expiry time",
+                "The site that made this link must give it an expiry time: an exp claim, 60 seconds after it is \
+issued, as both Tribe and MeltingSpot recommend. (The forum's operator can also accept such links with \
+sso.require_exp: false and sso.danger_accept_tokens_without_expiry: true.)",
+            ),
+            Rejection::Token(_) => (
+                "This sign-in link has expired or was already used",
+                "Go back to the site you came from and try again.",
+            ),
+            Rejection::RateLimited(_) => (
+                "Too many sign-in attempts",
+                "Please wait a moment before trying again.",
+            ),
+            Rejection::MemberRefused(_) => (
+                "Your account cannot sign in",
+                "Your membership of this forum is not active. Please contact the forum's team.",
+            ),
+            Rejection::EmailTaken => (
+                "This email address is already in use",
+                "Another member of the forum already uses the email address of your account. Please contact the \
+forum's team.",
+            ),
+            Rejection::Directory(_) => (
+                "Sign-in is unavailable",
+                "The forum cannot sign you in right now. Please try again in a few moments.",
+            ),
         }
     }
 
@@ -129,20 +259,31 @@ impl Rejection {
     pub fn into_response(self, wants_json: bool) -> Response<Body> {
         let status = self.status();
         let (title, message) = self.page();
+        let detail = self.detail();
         let (content_type, body) = if wants_json {
-            let body = serde_json::json!({ "error": self.code(), "message": message, "status": status.as_u16() });
+            let mut body = serde_json::json!({ "error": self.code(), "message": message, "status": status.as_u16() });
+            if let Some(detail) = &detail {
+                body["detail"] = serde_json::Value::String(detail.clone());
+            }
             ("application/json", body.to_string())
         } else {
-            (
-                "text/html; charset=utf-8",
-                html_page(status, title, message),
-            )
+            let page = match &detail {
+                Some(detail) => html_page_with_detail(status, title, message, detail),
+                None => html_page(status, title, message),
+            };
+            ("text/html; charset=utf-8", page)
         };
         let mut response = Response::new(Body::full(body));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Rejection::RateLimited(limited) = &self {
+            headers.insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(limited.retry_after)),
+            );
+        }
         if matches!(self, Rejection::AmbiguousFraming(_)) {
             // Whatever follows on this connection was framed by a message we refused to read.
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
@@ -159,6 +300,30 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
             (v.contains("application/json") || v.contains("+json")) && !v.contains("text/html")
         })
     })
+}
+
+/// A page with a small "for the site's developers" line; `detail` may quote the token's header, so it is escaped.
+fn html_page_with_detail(status: StatusCode, title: &str, message: &str, detail: &str) -> String {
+    let extra = format!(
+        "{message}</p><p><small>Details for the developers of that site: {}</small>",
+        escape_html(detail)
+    );
+    html_page(status, title, &extra)
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A small page in the forum's tone. `title` and `message` are our own fixed texts, never request data.

@@ -41,6 +41,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("cannot start a worker thread: {source}")]
     Worker { source: std::io::Error },
+    #[error("directory.path: {0}")]
+    Directory(#[from] crate::directory::DirectoryError),
 }
 
 /// Per-connection settings, shared by all connections.
@@ -98,7 +100,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown: shutdown.clone(),
         slots: Arc::clone(&slots),
     };
-    let shared = Shared::new(config, tunnels.clone());
+    let shared = Shared::new(config, tunnels.clone())?;
+    if shared.sso().is_some() {
+        // Housekeeping for the shared SSO state, on the caller's runtime: forget expired replays, idle limiter keys.
+        let sweeper = Arc::clone(&shared);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => if let Some(sso) = sweeper.sso() { sso.sweep() },
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
+    }
     let settings = Arc::new(ConnSettings {
         header_read_timeout: config.limits.header_read_timeout,
         idle_timeout: config.limits.idle_timeout,

@@ -4,6 +4,7 @@
 // Each test crate uses its own part of these helpers; a test failing on an unwrap is the test failing.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod sso;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,201 @@
+//! The member directory: who has signed in, with their profile and status.
+//!
+//! The store sits behind [`Directory`] so a PostgreSQL backend can join the embedded SQLite one. The sign-in rules
+//! follow each platform's doc:
+//!
+//! - **tribe**: find the member by `sub`, else by email (then link the `sub`); create when absent; update the profile
+//!   on every login.
+//! - **meltingspot**: find the member by email; create when absent, else log in without updating anything. A changed
+//!   email is a new member (MeltingSpot: "we will consider the user to be a new member").
+//!
+//! Each member has a stable gateway id (a random UUID) that never changes, whatever the token says later.
+
+mod sqlite;
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::config::auth::Profile;
+use crate::sso::claims::Identity;
+use crate::sso::replay::Fingerprint;
+
+pub use sqlite::SqliteDirectory;
+
+/// A member's standing, with the names the platforms use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Active,
+    Invited,
+    Pending,
+    Declined,
+    Rejected,
+    Deactivated,
+    Left,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Active,
+        Status::Invited,
+        Status::Pending,
+        Status::Declined,
+        Status::Rejected,
+        Status::Deactivated,
+        Status::Left,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Invited => "invited",
+            Status::Pending => "pending",
+            Status::Declined => "declined",
+            Status::Rejected => "rejected",
+            Status::Deactivated => "deactivated",
+            Status::Left => "left",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
+    }
+}
+
+/// A member as the directory stores it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Member {
+    /// The gateway's own id: stable for the member's whole life.
+    pub id: String,
+    /// The integrator's user id from the last token that identified this member.
+    pub sub: String,
+    pub email: String,
+    pub name: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub tagline: Option<String>,
+    pub title: Option<String>,
+    pub picture: Option<String>,
+    pub lang: Option<String>,
+    pub timezone: Option<String>,
+    pub custom: Map<String, Value>,
+    pub status: Status,
+    /// The profile of the entry route that created the member.
+    pub profile: &'static str,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_login_at: i64,
+    pub login_count: i64,
+}
+
+/// A token being used: its fingerprint, and until when a second use must be refused (`None`: forever).
+#[derive(Debug, Clone, Copy)]
+pub struct TokenUse {
+    pub fingerprint: Fingerprint,
+    pub until: Option<i64>,
+}
+
+/// The outcome of a sign-in.
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    pub member: Member,
+    pub created: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DirectoryError {
+    #[error("cannot open the directory at {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("cannot create the directory's folder {path}: {source}")]
+    Folder {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("directory database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// A Tribe login would move this member's email onto an address another member already has.
+    #[error("email belongs to another member")]
+    EmailTaken,
+    #[error("the directory has stopped")]
+    Stopped,
+    /// The token was used before (the durable replay record, which survives restarts).
+    #[error("token was already used")]
+    Replayed,
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// The directory handle (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Directory {
+    store: SqliteDirectory,
+}
+
+impl Directory {
+    /// Opens (creating and migrating when needed) the SQLite directory at `path`.
+    pub fn open_sqlite(path: &Path) -> Result<Self, DirectoryError> {
+        Ok(Self {
+            store: SqliteDirectory::open(path)?,
+        })
+    }
+
+    /// Records the token's use (refusing a replay), then finds, creates or updates the member `identity`
+    /// describes by `profile`'s rules and records the login, all in one transaction.
+    pub async fn sign_in(
+        &self,
+        profile: Profile,
+        identity: Identity,
+        token: TokenUse,
+        now: i64,
+    ) -> Result<SignIn, DirectoryError> {
+        self.store.sign_in(profile, identity, token, now).await
+    }
+
+    /// Forgets used tokens whose expiry has passed.
+    pub fn sweep_tokens(&self, now: i64) {
+        self.store.sweep_tokens(now);
+    }
+
+    pub async fn member(&self, id: &str) -> Result<Option<Member>, DirectoryError> {
+        self.store.member(id.to_owned()).await
+    }
+
+    pub async fn member_count(&self) -> Result<i64, DirectoryError> {
+        self.store.member_count().await
+    }
+}
+
+/// Emails are matched without regard to case; the address is stored as given.
+pub fn email_key(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// A random (version 4) UUID: the member's gateway id.
+pub fn new_member_id() -> String {
+    let mut bytes = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        // The system RNG does not fail on Linux; never hand out a predictable id if it does.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes = nanos.to_le_bytes();
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}

@@ -1,0 +1,378 @@
+//! The SSO entry: token -> member -> session -> redirect.
+//!
+//! An entry route (`/api/auth/sso?jwt=…&redirect_uri=/…` for Tribe, `/sso/jwt?ms_token=…&referrerUrl=/…` for
+//! MeltingSpot, or as configured) answers without the forum. [`Sso::enter`] runs the steps in the order that makes
+//! refusals cheapest: the per-address rate limit, the token's size and signature ([`token`]), the claim profile
+//! ([`claims`]), the per-subject rate limit, the replay guard ([`replay`]), the member directory, a new session, and a
+//! `303 See Other` to a safe return path ([`return_path`]). Each refusal is a [`Rejection`] with a precise cause for
+//! the log and a plain page for the member.
+
+pub mod claims;
+pub mod replay;
+pub mod return_path;
+pub mod token;
+
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION, SET_COOKIE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::config::Config;
+use crate::config::auth::{EntryConfig, Profile};
+use crate::directory::{Directory, DirectoryError, Status, TokenUse};
+use crate::limit::SsoLimits;
+use crate::reject::Rejection;
+use crate::session::Sessions;
+use claims::Identity;
+use replay::ReplayGuard;
+use token::{TokenError, Verifier};
+
+/// The largest form body an entry route reads (a token is at most 8 KiB).
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// The SSO state shared by every worker.
+#[derive(Debug)]
+pub struct Sso {
+    entries: Vec<Entry>,
+    verifier: Verifier,
+    replay: ReplayGuard,
+    limits: SsoLimits,
+    directory: Directory,
+    sessions: Sessions,
+}
+
+/// One entry route and the paths it answers on.
+#[derive(Debug)]
+pub struct Entry {
+    config: EntryConfig,
+    patterns: Vec<Vec<Segment>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    /// `{name}`: any one non-empty segment.
+    Any,
+}
+
+impl Sso {
+    /// Builds the SSO state when the config has an `sso` section; opens (and migrates) the directory.
+    pub fn new(config: &Config) -> Result<Option<Self>, DirectoryError> {
+        let (Some(sso), Some(session)) = (&config.sso, &config.session) else {
+            return Ok(None);
+        };
+        let entries = sso
+            .entries
+            .iter()
+            .map(|entry| Entry {
+                patterns: std::iter::once(&entry.path)
+                    .chain(&entry.aliases)
+                    .map(|path| pattern(path))
+                    .collect(),
+                config: entry.clone(),
+            })
+            .collect();
+        Ok(Some(Self {
+            entries,
+            verifier: Verifier::new(sso),
+            replay: ReplayGuard::default(),
+            limits: SsoLimits::new(&config.rate_limit),
+            directory: Directory::open_sqlite(&config.directory.path)?,
+            sessions: Sessions::new(session),
+        }))
+    }
+
+    /// The entry route `path` belongs to, if any.
+    pub fn route(&self, path: &str) -> Option<&Entry> {
+        self.entries.iter().find(|entry| entry.matches(path))
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Periodic housekeeping: forget expired token fingerprints and idle rate-limit keys.
+    pub fn sweep(&self) {
+        let now = now();
+        self.replay.sweep(now);
+        self.directory.sweep_tokens(now);
+        self.limits.prune();
+    }
+
+    /// Query parameters whose values are tokens (masked in logs).
+    pub fn token_params(&self) -> impl Iterator<Item = &str> {
+        self.entries
+            .iter()
+            .flat_map(|entry| {
+                std::iter::once(&entry.config.token_param).chain(&entry.config.token_aliases)
+            })
+            .map(String::as_str)
+    }
+
+    /// Signs a member in from an entry-route request. `client_ip` is the real client (trusted-proxy rules).
+    pub async fn enter(
+        &self,
+        entry: &Entry,
+        request: Request<Incoming>,
+        client_ip: IpAddr,
+    ) -> Result<Response<Body>, Rejection> {
+        if let Err(limited) = self.limits.check_ip(client_ip) {
+            return Err(Rejection::RateLimited(limited));
+        }
+        let params = read_params(request).await?;
+        let token = entry.token(&params)?;
+        let now = now();
+
+        let verified = self.verifier.verify(token, now).map_err(Rejection::Token)?;
+        let identity = Identity::from_claims(entry.config.profile, &verified.claims)
+            .map_err(Rejection::Token)?;
+        // Replays are refused twice over: in memory (cheap, catches the common case before any I/O) and in the
+        // directory, in the sign-in's own transaction, which survives a restart. A token without expiry (only with
+        // danger_accept_tokens_without_expiry) is remembered forever, in the directory alone.
+        let fingerprint = replay::fingerprint(&verified.key_id, verified.jti.as_deref(), token);
+        if let Some(until) = verified.remember_until {
+            if !self.replay.first_use(fingerprint, until, now) {
+                return Err(Rejection::Token(TokenError::Replayed));
+            }
+        }
+        let token_use = TokenUse {
+            fingerprint,
+            until: verified.remember_until,
+        };
+
+        // After the replay check, so a reused link is told it was used rather than to slow down.
+        if let Err(limited) = self.limits.check_subject(&identity.sub) {
+            return Err(Rejection::RateLimited(limited));
+        }
+
+        for note in &identity.notes {
+            tracing::info!(target: "ssogate::sso", sub = %identity.sub, "optional claim: {note}");
+        }
+        let profile = entry.config.profile;
+        let sub = identity.sub.clone();
+        let signed_in = self
+            .directory
+            .sign_in(profile, identity, token_use, now)
+            .await
+            .map_err(|error| match error {
+                DirectoryError::EmailTaken => Rejection::EmailTaken,
+                DirectoryError::Replayed => Rejection::Token(TokenError::Replayed),
+                other => Rejection::Directory(other),
+            })?;
+        let member = signed_in.member;
+        if member.status != Status::Active {
+            return Err(Rejection::MemberRefused(member.status));
+        }
+
+        let (session, set_cookie) = self.sessions.issue(&member.id, now);
+        let (location, unsafe_reason) =
+            return_path::or_root(params.get(&entry.config.return_param));
+        if let Some(reason) = unsafe_reason {
+            tracing::warn!(
+                target: "ssogate::sso",
+                member = %member.id,
+                param = %entry.config.return_param,
+                reason = reason.as_str(),
+                "return path refused; sending the member to /"
+            );
+        }
+        tracing::info!(
+            target: "ssogate::sso",
+            member = %member.id,
+            sub = %sub,
+            profile = profile.as_str(),
+            key = %verified.key_id,
+            created = signed_in.created,
+            session = %session.id,
+            "signed in"
+        );
+
+        let mut response = Response::new(Body::Empty);
+        *response.status_mut() = StatusCode::SEE_OTHER;
+        let headers = response.headers_mut();
+        headers.insert(
+            LOCATION,
+            HeaderValue::from_str(location).unwrap_or_else(|_| HeaderValue::from_static("/")),
+        );
+        if let Ok(cookie) = HeaderValue::from_str(&set_cookie) {
+            headers.insert(SET_COOKIE, cookie);
+        }
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+        Ok(response)
+    }
+}
+
+impl Entry {
+    pub fn profile(&self) -> Profile {
+        self.config.profile
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        self.patterns.iter().any(|pattern| {
+            let mut segments = path.split('/').skip(1);
+            pattern.iter().all(|want| match (want, segments.next()) {
+                (Segment::Literal(text), Some(have)) => text == have,
+                (Segment::Any, Some(have)) => !have.is_empty(),
+                (_, None) => false,
+            }) && segments.next().is_none()
+        })
+    }
+
+    /// The one token in the request: under the main name or an alias; two different ones are refused.
+    fn token<'a>(&self, params: &'a Params) -> Result<&'a str, Rejection> {
+        let mut found: Option<&str> = None;
+        for name in std::iter::once(&self.config.token_param).chain(&self.config.token_aliases) {
+            for value in params.all(name) {
+                if value.is_empty() {
+                    continue;
+                }
+                match found {
+                    Some(other) if other != value => return Err(Rejection::ConflictingTokens),
+                    _ => found = Some(value),
+                }
+            }
+        }
+        found.ok_or(Rejection::MissingToken)
+    }
+}
+
+fn pattern(path: &str) -> Vec<Segment> {
+    path.split('/')
+        .skip(1)
+        .map(|segment| {
+            if segment.starts_with('{') && segment.ends_with('}') {
+                Segment::Any
+            } else {
+                Segment::Literal(segment.to_owned())
+            }
+        })
+        .collect()
+}
+
+/// Decoded form/query parameters, in order.
+#[derive(Debug, Default)]
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(bytes: &[u8], into: &mut Self) {
+        into.0.extend(
+            url::form_urlencoded::parse(bytes).map(|(k, v)| (k.into_owned(), v.into_owned())),
+        );
+    }
+
+    fn all<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn get<'a>(&'a self, name: &str) -> Option<&'a str> {
+        self.all(name).next()
+    }
+}
+
+/// The query string's parameters, plus a form body's for a POST.
+async fn read_params(request: Request<Incoming>) -> Result<Params, Rejection> {
+    let mut params = Params::default();
+    if let Some(query) = request.uri().query() {
+        Params::parse(query.as_bytes(), &mut params);
+    }
+    match *request.method() {
+        Method::GET | Method::HEAD => {}
+        Method::POST => {
+            let is_form = request
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| {
+                    v.to_ascii_lowercase()
+                        .starts_with("application/x-www-form-urlencoded")
+                });
+            if !is_form {
+                return Err(Rejection::BadRequest(
+                    "an SSO form POST must be application/x-www-form-urlencoded",
+                ));
+            }
+            let body: Bytes = Limited::new(request.into_body(), MAX_FORM_BYTES)
+                .collect()
+                .await
+                .map_err(|_| {
+                    Rejection::BadRequest("the SSO form body is too large or was cut off")
+                })?
+                .to_bytes();
+            Params::parse(&body, &mut params);
+        }
+        ref other => return Err(Rejection::MethodNotAllowed(other.clone())),
+    }
+    Ok(params)
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, aliases: &[&str]) -> Entry {
+        let mut config = EntryConfig {
+            path: path.into(),
+            aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
+            profile: Profile::MeltingSpot,
+            token_param: "jwt".into(),
+            token_aliases: vec!["token".into()],
+            return_param: "redirect_uri".into(),
+        };
+        config.path = path.into();
+        Entry {
+            patterns: std::iter::once(&config.path)
+                .chain(&config.aliases)
+                .map(|p| pattern(p))
+                .collect(),
+            config,
+        }
+    }
+
+    #[test]
+    fn paths_and_aliases_match_whole_segments() {
+        let e = entry("/sso/jwt", &["/spot/{spotId}/sso/jwt"]);
+        assert!(e.matches("/sso/jwt"));
+        assert!(e.matches("/spot/129487c9-6acc/sso/jwt"));
+        assert!(!e.matches("/spot//sso/jwt"));
+        assert!(!e.matches("/sso/jwt/"));
+        assert!(!e.matches("/sso/jwtx"));
+        assert!(!e.matches("/spot/a/b/sso/jwt"));
+    }
+
+    #[test]
+    fn token_aliases_must_agree() {
+        let e = entry("/x", &[]);
+        let mut params = Params::default();
+        Params::parse(b"jwt=a.b.c&token=a.b.c", &mut params);
+        assert_eq!(e.token(&params).ok(), Some("a.b.c"));
+        let mut params = Params::default();
+        Params::parse(b"jwt=a.b.c&token=x.y.z", &mut params);
+        assert!(matches!(
+            e.token(&params),
+            Err(Rejection::ConflictingTokens)
+        ));
+        let mut params = Params::default();
+        Params::parse(b"jwt=&other=1", &mut params);
+        assert!(matches!(e.token(&params), Err(Rejection::MissingToken)));
+    }
+}

@@ -1,0 +1,383 @@
+//! JWT verification as RFC 8725 asks: the algorithm comes from the configured key, never from the token.
+//!
+//! jsonwebtoken checks the signature over the token's raw text (so header order and escaping, which differ between
+//! PyJWT, node `jsonwebtoken` and php-jwt, do not matter). Its claim checks are all switched off, each explicitly:
+//! its defaults require `exp`, refuse any `aud` until an audience is set, and skip an `exp` they cannot parse when
+//! `exp` validation is off. The time and audience rules are checked here instead, on the raw JSON, so each refusal
+//! can say exactly what is wrong ("expired 42 s ago") and a malformed claim is refused, never skipped.
+
+use std::collections::HashSet;
+
+use base64::Engine as _;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value};
+
+use crate::config::auth::{SsoConfig, SsoKey};
+
+/// Tokens larger than this are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 8192;
+
+/// Why a token was refused. The text is for the log; it never contains the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    #[error("token is {0} bytes, over the {MAX_TOKEN_BYTES}-byte limit")]
+    TooLarge(usize),
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    /// `none`, an algorithm no key uses, or one that differs from the key the `kid` names.
+    #[error("algorithm {0} is not accepted")]
+    AlgorithmNotAllowed(String),
+    #[error("no configured key has kid {0:?}")]
+    UnknownKey(String),
+    #[error("signature does not verify with any configured key")]
+    BadSignature,
+    #[error("expired {0} s ago (exp, beyond the leeway)")]
+    Expired(u64),
+    #[error("not valid for another {0} s (nbf)")]
+    NotYetValid(u64),
+    #[error("issued {0} s in the future (iat): the issuer's clock is ahead")]
+    IssuedInFuture(u64),
+    #[error("issued {0} s ago (iat), over sso.max_token_age")]
+    TooOld(u64),
+    #[error("valid for {0} s (exp - iat), over sso.max_token_age")]
+    LifetimeTooLong(u64),
+    #[error("no exp claim, and sso.require_exp is true")]
+    MissingExp,
+    #[error("required claim {0} is missing")]
+    MissingClaim(&'static str),
+    #[error("claim {claim} is invalid: {why}")]
+    InvalidClaim { claim: &'static str, why: String },
+    #[error("iss is not the configured sso.issuer")]
+    WrongIssuer,
+    #[error("aud does not name the configured sso.audience")]
+    WrongAudience,
+    #[error("token was already used")]
+    Replayed,
+}
+
+/// A token whose signature and time claims passed.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub claims: Map<String, Value>,
+    pub key_id: String,
+    /// Until when a replay must be refused: `exp` (or `iat` + max age) plus the leeway; `None` means forever.
+    pub remember_until: Option<i64>,
+    pub jti: Option<String>,
+}
+
+/// The configured keys with their pinned validations, and the claim rules.
+#[derive(Debug)]
+pub struct Verifier {
+    keys: Vec<(SsoKey, Validation)>,
+    leeway: i64,
+    max_age: i64,
+    require_exp: bool,
+    issuer: Option<String>,
+    audience: Option<Vec<String>>,
+}
+
+impl Verifier {
+    pub fn new(config: &SsoConfig) -> Self {
+        let keys = config
+            .keys
+            .iter()
+            .map(|key| (key.clone(), pinned_validation(key.algorithm)))
+            .collect();
+        Self {
+            keys,
+            leeway: secs(config.leeway),
+            max_age: secs(config.max_token_age),
+            require_exp: config.require_exp,
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+        }
+    }
+
+    /// Checks size, header, key, signature and the time, issuer and audience claims. `now` is Unix seconds.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Verified, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge(token.len()));
+        }
+        let header = Header::parse(token)?;
+        let candidates = self.candidates(&header)?;
+
+        let mut claims = None;
+        let mut key_id = String::new();
+        for (key, validation) in candidates {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
+                Ok(data) => {
+                    claims = Some(data.claims);
+                    key_id.clone_from(&key.id);
+                    break;
+                }
+                Err(error) => match error.kind() {
+                    ErrorKind::InvalidSignature => continue,
+                    ErrorKind::Base64(_) => {
+                        return Err(TokenError::Malformed("a segment is not base64url"));
+                    }
+                    ErrorKind::Json(_) | ErrorKind::Utf8(_) => {
+                        // jsonwebtoken also parses the registered claims into its own types, and a claim of an
+                        // odd type (`"sub": {}`) fails there as JSON. When the signature itself holds and the
+                        // payload is a JSON object, the claim rules below give the precise refusal instead.
+                        match verified_payload(token, key) {
+                            Some(map) => {
+                                claims = Some(map);
+                                key_id.clone_from(&key.id);
+                                break;
+                            }
+                            None => {
+                                return Err(TokenError::Malformed(
+                                    "the payload is not a JSON object",
+                                ));
+                            }
+                        }
+                    }
+                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                        return Err(TokenError::AlgorithmNotAllowed(header.alg.clone()));
+                    }
+                    // An RSA/EC key that cannot verify this signature shape, and any other failure: not authentic.
+                    _ => continue,
+                },
+            }
+        }
+        let claims = claims.ok_or(TokenError::BadSignature)?;
+        self.check_claims(claims, key_id, now)
+    }
+
+    fn candidates(&self, header: &Header) -> Result<Vec<&(SsoKey, Validation)>, TokenError> {
+        let Some(alg) = parse_alg(&header.alg) else {
+            return Err(TokenError::AlgorithmNotAllowed(header.alg.clone()));
+        };
+        if let Some(kid) = &header.kid {
+            let Some(entry) = self.keys.iter().find(|(key, _)| &key.id == kid) else {
+                return Err(TokenError::UnknownKey(kid.chars().take(64).collect()));
+            };
+            if entry.0.algorithm != alg {
+                return Err(TokenError::AlgorithmNotAllowed(format!(
+                    "{} (key {:?} is pinned to {:?})",
+                    header.alg, entry.0.id, entry.0.algorithm
+                )));
+            }
+            return Ok(vec![entry]);
+        }
+        let matching: Vec<_> = self
+            .keys
+            .iter()
+            .filter(|(key, _)| key.algorithm == alg)
+            .collect();
+        if matching.is_empty() {
+            return Err(TokenError::AlgorithmNotAllowed(header.alg.clone()));
+        }
+        Ok(matching)
+    }
+
+    fn check_claims(
+        &self,
+        claims: Map<String, Value>,
+        key_id: String,
+        now: i64,
+    ) -> Result<Verified, TokenError> {
+        let exp = numeric_date(&claims, "exp")?;
+        let nbf = numeric_date(&claims, "nbf")?;
+        let iat = numeric_date(&claims, "iat")?;
+        let leeway = self.leeway;
+
+        match exp {
+            Some(exp) if now > exp.saturating_add(leeway) => {
+                return Err(TokenError::Expired(gap(now, exp)));
+            }
+            None if self.require_exp => return Err(TokenError::MissingExp),
+            _ => {}
+        }
+        if let Some(nbf) = nbf {
+            if now.saturating_add(leeway) < nbf {
+                return Err(TokenError::NotYetValid(gap(nbf, now)));
+            }
+        }
+        if let Some(iat) = iat {
+            if iat > now.saturating_add(leeway) {
+                return Err(TokenError::IssuedInFuture(gap(iat, now)));
+            }
+            if now.saturating_sub(iat) > self.max_age.saturating_add(leeway) {
+                return Err(TokenError::TooOld(gap(now, iat)));
+            }
+        }
+        match (exp, iat) {
+            (Some(exp), Some(iat)) if exp.saturating_sub(iat) > self.max_age => {
+                return Err(TokenError::LifetimeTooLong(gap(exp, iat)));
+            }
+            (Some(exp), None) if exp.saturating_sub(now) > self.max_age.saturating_add(leeway) => {
+                return Err(TokenError::LifetimeTooLong(gap(exp, now)));
+            }
+            _ => {}
+        }
+
+        if let Some(issuer) = &self.issuer {
+            if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
+                return Err(TokenError::WrongIssuer);
+            }
+        }
+        if let Some(audience) = &self.audience {
+            let named = match claims.get("aud") {
+                Some(Value::String(aud)) => audience.contains(aud),
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .any(|aud| audience.iter().any(|a| a == aud)),
+                _ => false,
+            };
+            if !named {
+                return Err(TokenError::WrongAudience);
+            }
+        }
+        let jti = match claims.get("jti") {
+            None => None,
+            Some(Value::String(jti)) if !jti.is_empty() && jti.len() <= 256 => Some(jti.clone()),
+            Some(_) => {
+                return Err(TokenError::InvalidClaim {
+                    claim: "jti",
+                    why: "must be a non-empty string of at most 256 bytes".into(),
+                });
+            }
+        };
+
+        let remember_until = match (exp, iat) {
+            (Some(exp), _) => Some(exp.saturating_add(leeway)),
+            (None, Some(iat)) => Some(
+                iat.saturating_add(self.max_age)
+                    .saturating_add(leeway.saturating_mul(2)),
+            ),
+            (None, None) => None,
+        };
+        Ok(Verified {
+            claims,
+            key_id,
+            remember_until,
+            jti,
+        })
+    }
+}
+
+/// The payload as a JSON object, only if the signature verifies with `key` (checked here again, explicitly).
+fn verified_payload(token: &str, key: &SsoKey) -> Option<Map<String, Value>> {
+    let (message, signature) = token.rsplit_once('.')?;
+    if !jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, key.algorithm).ok()? {
+        return None;
+    }
+    let payload = message.split_once('.')?.1;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    match serde_json::from_slice(&bytes).ok()? {
+        Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+/// Every jsonwebtoken check but the signature is off, on purpose and each by name: see the module doc.
+fn pinned_validation(algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.algorithms = vec![algorithm];
+    validation.required_spec_claims = HashSet::new();
+    validation.leeway = 0;
+    validation.reject_tokens_expiring_in_less_than = 0;
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.aud = None;
+    validation.iss = None;
+    validation.sub = None;
+    validation
+}
+
+/// The header fields that pick a key, parsed here so that `none` and unknown algorithms get a precise refusal.
+struct Header {
+    alg: String,
+    kid: Option<String>,
+}
+
+impl Header {
+    fn parse(token: &str) -> Result<Self, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(header), Some(_), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed("a JWT has three dot-separated parts"));
+        };
+        if header.is_empty() {
+            return Err(TokenError::Malformed("empty header"));
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header.trim_end_matches('='))
+            .map_err(|_| TokenError::Malformed("the header is not base64url"))?;
+        let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&bytes) else {
+            return Err(TokenError::Malformed("the header is not a JSON object"));
+        };
+        let alg = match fields.get("alg") {
+            Some(Value::String(alg)) => alg.chars().take(32).collect(),
+            _ => return Err(TokenError::Malformed("the header has no alg")),
+        };
+        let kid = match fields.get("kid") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(kid)) => Some(kid.clone()),
+            Some(_) => return Err(TokenError::Malformed("kid is not a string")),
+        };
+        Ok(Self { alg, kid })
+    }
+}
+
+fn parse_alg(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "HS256" => Algorithm::HS256,
+        "HS384" => Algorithm::HS384,
+        "HS512" => Algorithm::HS512,
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+/// A NumericDate claim (RFC 7519 §2): a JSON number of seconds, fractions allowed and floored.
+fn numeric_date(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<i64>, TokenError> {
+    let invalid = |why: &str| TokenError::InvalidClaim {
+        claim: name,
+        why: why.to_owned(),
+    };
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(number)) => {
+            if let Some(value) = number.as_i64() {
+                return Ok(Some(value));
+            }
+            match number.as_f64() {
+                Some(value) if value.is_finite() && value.abs() < 1e15 => {
+                    Ok(Some(value.floor() as i64))
+                }
+                _ => Err(invalid("out of range")),
+            }
+        }
+        Some(_) => Err(invalid(
+            "must be a number of seconds since 1970 (a JSON number, not a string)",
+        )),
+    }
+}
+
+fn gap(later: i64, earlier: i64) -> u64 {
+    u64::try_from(later.saturating_sub(earlier)).unwrap_or(0)
+}
+
+fn secs(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
