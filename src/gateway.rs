@@ -15,19 +15,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use http::header::{HOST, HeaderValue};
+use std::borrow::Cow;
+
+use http::HeaderMap;
+use http::StatusCode;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, HeaderValue, SET_COOKIE};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
 use crate::access_log::RedactedTarget;
 use crate::body::Body;
+use crate::canonical;
 use crate::config::Config;
 use crate::directory::DirectoryError;
 use crate::forwarded::Forwarding;
 use crate::framing::FramingVerdicts;
+use crate::identity;
 use crate::proxy::{self, Timing, Tunnels, Upstream};
 use crate::reject::{Blame, Rejection, wants_json};
-use crate::sso::Sso;
+use crate::routes::{self, LogoutDecision, Route};
+use crate::sso::{Sso, now, return_path};
 
 /// Facts about the connection a request arrived on.
 #[derive(Debug)]
@@ -87,12 +94,14 @@ pub struct Shared {
     redacted_params: Vec<String>,
     /// JWT SSO, when configured.
     sso: Option<Sso>,
+    /// The signed assertion's audience: the upstream's URL.
+    audience: String,
 }
 
 impl Shared {
     /// Builds what every worker shares; opens the member directory when SSO is configured.
-    pub fn new(config: &Config, tunnels: Tunnels) -> Result<Arc<Self>, DirectoryError> {
-        let sso = Sso::new(config)?;
+    pub async fn new(config: &Config, tunnels: Tunnels) -> Result<Arc<Self>, DirectoryError> {
+        let sso = Sso::new(config).await?;
         let mut redacted_params: Vec<String> = [
             "jwt",
             "token",
@@ -111,6 +120,12 @@ impl Shared {
             }
         }
         Ok(Arc::new(Shared {
+            audience: config
+                .upstream
+                .url
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned(),
             forwarding: Forwarding::new(config.trusted_proxies.clone()),
             tunnels,
             redacted_params,
@@ -152,6 +167,7 @@ impl Gateway {
         let status = response.status().as_u16();
         let ms = millis(started.elapsed());
         let upstream_ms = timing.upstream.map(millis);
+        let member = timing.member.as_deref();
         let (reason, cause, blame) = match &rejection {
             Some((code, cause, blame)) => (
                 Some(*code),
@@ -172,6 +188,7 @@ impl Gateway {
                     path = %target,
                     version = ?version,
                     status,
+                    member,
                     ms,
                     upstream_ms,
                     reason,
@@ -194,35 +211,197 @@ impl Gateway {
         timing: &mut Timing,
     ) -> Result<Response<Body>, Rejection> {
         request_filter(&request, conn, index)?;
-        if let Some(sso) = &self.shared.sso {
-            if let Some(entry) = sso.route(request.uri().path()) {
-                let client = self
-                    .shared
-                    .forwarding
-                    .client_ip(conn.peer.ip(), request.headers());
-                return sso.enter(entry, request, client).await;
-            }
-        }
         // Before anything of ours is added: a client naming our headers in `Connection:` must not remove them.
         let upgrade = proxy::websocket_upgrade(&request);
         proxy::strip_hop_by_hop(request.headers_mut());
+
+        let Some(sso) = &self.shared.sso else {
+            // A plain proxy: the path goes through byte for byte.
+            return self.forward(request, conn, upgrade, timing).await;
+        };
+
+        // From here on every decision is made on one canonical path, and that is the path the forum gets.
+        canonicalize(&mut request)?;
+        let mut request = match self.gateway_route(sso, request, conn).await? {
+            Routed::Answered(response) => return Ok(response),
+            Routed::Forum(request) => request,
+        };
+
+        // Strip, then set: whatever the client sent in our headers' names never reaches the forum.
+        sso.identity().strip(request.headers_mut(), conn.peer);
+        let now = now();
+        let member = sso.session_member(request.headers(), now).await;
+        identity::remove_cookie(request.headers_mut(), sso.sessions().cookie_name());
+        let Some((_, entry)) = member else {
+            if sso.routes().is_protected(request.uri().path()) {
+                return self.sign_in_first(sso, &request);
+            }
+            return self.forward(request, conn, upgrade, timing).await;
+        };
+        sso.identity()
+            .apply(request.headers_mut(), &entry, &self.shared.audience, now);
+        timing.member = Some(entry.member.id.clone());
+        let mut response = self.forward(request, conn, upgrade, timing).await?;
+        private_cache(response.headers_mut());
+        Ok(response)
+    }
+
+    /// The routes the gateway answers itself when SSO is on: the entry routes, the JWKS, the forum's login,
+    /// sign-up, logout and account routes. `None`: the request is for the forum.
+    async fn gateway_route(
+        &self,
+        sso: &Sso,
+        request: Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> Result<Routed, Rejection> {
+        let path = request.uri().path();
+        if let Some(entry) = sso.route(path) {
+            let client = self
+                .shared
+                .forwarding
+                .client_ip(conn.peer.ip(), request.headers());
+            return sso
+                .enter(entry, request, client)
+                .await
+                .map(Routed::Answered);
+        }
+        if let Some((jwks_path, jwks)) = sso.identity().assertion().and_then(|a| a.jwks()) {
+            if path == jwks_path {
+                return Ok(Routed::Answered(jwks_response(jwks)));
+            }
+        }
+        let Some(route) = sso.routes().route(path) else {
+            return Ok(Routed::Forum(request));
+        };
+        if route != Route::Logout {
+            return Ok(Routed::Answered(
+                sso.routes().integrator_redirect(route, &request),
+            ));
+        }
+        let response = match routes::logout_decision(
+            request.method(),
+            sso.routes().same_origin(request.headers()),
+        ) {
+            LogoutDecision::LogOut => {
+                if let Some(session) = sso.sessions().read(request.headers(), now()) {
+                    sso.log_out(&session).await.map_err(Rejection::Directory)?;
+                }
+                let mut response =
+                    routes::redirect(StatusCode::SEE_OTHER, &sso.routes().after_logout());
+                if let Ok(clear) = HeaderValue::from_str(&sso.sessions().clear()) {
+                    response.headers_mut().insert(SET_COOKIE, clear);
+                }
+                response
+            }
+            LogoutDecision::Confirm => routes::confirm_logout_page(path),
+            LogoutDecision::Refuse => return Err(Rejection::CrossSiteLogout),
+            LogoutDecision::WrongMethod => {
+                return Err(Rejection::MethodNotAllowed(request.method().clone()));
+            }
+        };
+        Ok(Routed::Answered(response))
+    }
+
+    /// A protected path without a session: browsers go to sign in and come back; API callers get 401.
+    fn sign_in_first(
+        &self,
+        sso: &Sso,
+        request: &Request<Incoming>,
+    ) -> Result<Response<Body>, Rejection> {
+        if routes::is_api_request(request.headers()) {
+            return Err(Rejection::LoginRequired);
+        }
+        let here = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let back = return_path::check(here).unwrap_or("/");
+        Ok(sso.routes().sign_in_redirect(back))
+    }
+
+    async fn forward(
+        &self,
+        mut request: Request<Incoming>,
+        conn: &ConnInfo,
+        upgrade: Option<HeaderValue>,
+        timing: &mut Timing,
+    ) -> Result<Response<Body>, Rejection> {
         let client_host = client_host(&request);
-        self.upstream_request_filter(&mut request, conn, client_host.as_ref());
+        self.shared.forwarding.apply(
+            request.headers_mut(),
+            conn.peer.ip(),
+            conn.proto,
+            client_host.as_ref(),
+        );
         self.upstream
             .forward(request, upgrade, client_host, &self.shared.tunnels, timing)
             .await
     }
+}
 
-    fn upstream_request_filter(
-        &self,
-        request: &mut Request<Incoming>,
-        conn: &ConnInfo,
-        host: Option<&HeaderValue>,
-    ) {
-        self.shared
-            .forwarding
-            .apply(request.headers_mut(), conn.peer.ip(), conn.proto, host);
+/// What the gateway's own routes made of a request.
+enum Routed {
+    Answered(Response<Body>),
+    /// Not one of ours: it goes on to the forum.
+    Forum(Request<Incoming>),
+}
+
+/// Rewrites the request's path to its canonical form, or refuses an ambiguous one.
+fn canonicalize(request: &mut Request<Incoming>) -> Result<(), Rejection> {
+    let canonical = match canonical::canonical(request.uri().path()) {
+        Err(ambiguous) => return Err(Rejection::AmbiguousPath(ambiguous)),
+        Ok(Cow::Borrowed(_)) => return Ok(()),
+        Ok(Cow::Owned(path)) => path,
+    };
+    let target = match request.uri().query() {
+        Some(query) => format!("{canonical}?{query}"),
+        None => canonical,
+    };
+    let mut parts = request.uri().clone().into_parts();
+    parts.path_and_query = Some(
+        http::uri::PathAndQuery::try_from(target)
+            .map_err(|_| Rejection::BadRequest("unusable request target"))?,
+    );
+    *request.uri_mut() = http::Uri::from_parts(parts)
+        .map_err(|_| Rejection::BadRequest("unusable request target"))?;
+    Ok(())
+}
+
+/// A response to a request that carried a session must not be stored by shared caches: `private` is added unless
+/// the forum already said `private` or `no-store` (and a `public` or `s-maxage` it said is dropped).
+fn private_cache(headers: &mut HeaderMap) {
+    let existing: Vec<String> = headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty())
+        .collect();
+    let lower = |d: &String| d.to_ascii_lowercase();
+    if existing
+        .iter()
+        .map(lower)
+        .any(|d| d == "no-store" || d == "private" || d.starts_with("private="))
+    {
+        return;
     }
+    let mut directives = vec!["private".to_owned()];
+    directives.extend(existing.into_iter().filter(|d| {
+        let d = d.to_ascii_lowercase();
+        d != "public" && !d.starts_with("s-maxage")
+    }));
+    if let Ok(value) = HeaderValue::from_str(&directives.join(", ")) {
+        headers.insert(CACHE_CONTROL, value);
+    }
+}
+
+fn jwks_response(body: &str) -> Response<Body> {
+    let mut response = Response::new(Body::full(body.to_owned()));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
 }
 
 /// Milliseconds with microsecond precision: readable in a log line, exact enough to compare.

@@ -14,16 +14,20 @@
 //! ones); [`logging`] sets up `tracing`.
 
 pub mod access_log;
+pub mod assertion;
 pub mod body;
+pub mod canonical;
 pub mod config;
 pub mod directory;
 pub mod forwarded;
 pub mod framing;
 pub mod gateway;
+pub mod identity;
 pub mod limit;
 pub mod logging;
 pub mod proxy;
 pub mod reject;
+pub mod routes;
 pub mod server;
 pub mod session;
 pub mod sso;

@@ -47,10 +47,12 @@ pub struct Upstream {
 }
 
 /// What a forwarded exchange reports back for the access log.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Timing {
     /// From sending the request to receiving the upstream's response head.
     pub upstream: Option<Duration>,
+    /// The member whose session the request carried.
+    pub member: Option<String>,
 }
 
 /// Where the upgraded tunnels live, so shutdown can wait for (or cut) them.

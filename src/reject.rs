@@ -10,6 +10,7 @@ use http::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::body::Body;
+use crate::canonical::Ambiguous;
 use crate::directory::{DirectoryError, Status};
 use crate::framing::Ambiguity;
 use crate::limit::{Limited, retry_after_secs};
@@ -65,6 +66,15 @@ pub enum Rejection {
     /// The member directory failed.
     #[error("directory: {0}")]
     Directory(DirectoryError),
+    /// A path that servers could read in different ways (encoded slash, encoded dot segment, NUL...).
+    #[error("ambiguous path: {0}")]
+    AmbiguousPath(Ambiguous),
+    /// A protected path, requested by an API client without a session.
+    #[error("a session is required for this path")]
+    LoginRequired,
+    /// A logout POST from another site (a forged form): refused.
+    #[error("cross-site logout refused")]
+    CrossSiteLogout,
 }
 
 /// The cause of a failed upstream exchange, with the chain of sources hyper gives.
@@ -118,6 +128,9 @@ impl Rejection {
             Rejection::MemberRefused(_) => StatusCode::FORBIDDEN,
             Rejection::EmailTaken => StatusCode::CONFLICT,
             Rejection::Directory(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::AmbiguousPath(_) => StatusCode::BAD_REQUEST,
+            Rejection::LoginRequired => StatusCode::UNAUTHORIZED,
+            Rejection::CrossSiteLogout => StatusCode::FORBIDDEN,
         }
     }
 
@@ -133,7 +146,10 @@ impl Rejection {
             | Rejection::Token(_)
             | Rejection::RateLimited(_)
             | Rejection::MemberRefused(_)
-            | Rejection::EmailTaken => Blame::Client,
+            | Rejection::EmailTaken
+            | Rejection::AmbiguousPath(_)
+            | Rejection::LoginRequired
+            | Rejection::CrossSiteLogout => Blame::Client,
         }
     }
 
@@ -170,6 +186,9 @@ impl Rejection {
             Rejection::MemberRefused(_) => "member_refused",
             Rejection::EmailTaken => "email_taken",
             Rejection::Directory(_) => "directory_unavailable",
+            Rejection::AmbiguousPath(_) => "ambiguous_path",
+            Rejection::LoginRequired => "login_required",
+            Rejection::CrossSiteLogout => "cross_site_logout",
         }
     }
 
@@ -251,6 +270,15 @@ forum's team.",
             Rejection::Directory(_) => (
                 "Sign-in is unavailable",
                 "The forum cannot sign you in right now. Please try again in a few moments.",
+            ),
+            Rejection::AmbiguousPath(_) => (
+                "Bad request",
+                "This address could not be read. Please check the link and try again.",
+            ),
+            Rejection::LoginRequired => ("Sign-in required", "Please sign in to see this page."),
+            Rejection::CrossSiteLogout => (
+                "Sign-out not confirmed",
+                "Another site tried to sign you out. Use the forum's own sign-out button instead.",
             ),
         }
     }

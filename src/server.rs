@@ -100,7 +100,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown: shutdown.clone(),
         slots: Arc::clone(&slots),
     };
-    let shared = Shared::new(config, tunnels.clone())?;
+    let shared = Shared::new(config, tunnels.clone()).await?;
     if shared.sso().is_some() {
         // Housekeeping for the shared SSO state, on the caller's runtime: forget expired replays, idle limiter keys.
         let sweeper = Arc::clone(&shared);

@@ -44,7 +44,17 @@ fn check_config_accepts_a_good_file_and_the_shipped_example() {
 
     let example =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ssogate.example.yaml");
-    let (ok, stdout, stderr) = check_config(&example, &[]);
+    let secrets = [
+        (
+            "SSOGATE_SSO_SECRET",
+            "an-example-sso-secret-of-32-bytes-at-least",
+        ),
+        (
+            "SSOGATE_SESSION_SECRET",
+            "an-example-session-secret-of-32-bytes-at-least",
+        ),
+    ];
+    let (ok, stdout, stderr) = check_config(&example, &secrets);
     assert!(ok, "the shipped example must pass check-config: {stderr}");
     assert_eq!(stdout.trim(), "ok");
 }

@@ -811,6 +811,7 @@ async fn answered_logins_survive_kill_9() {
     let config = scratch.write("c.yaml", &yaml);
     let mut process = GatewayProcess::spawn(&config, &[]);
     let base = process.url("");
+    let answered_so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for i in 0..300 {
         let url = format!(
@@ -820,14 +821,23 @@ async fn answered_logins_survive_kill_9() {
                 SECRET
             )
         );
+        let counter = std::sync::Arc::clone(&answered_so_far);
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis((i as u64 % 100) * 15)).await;
             let response = client().get(url).send().await.ok()?;
-            (response.status() == 303)
-                .then(|| open_session(&session_cookie(&response)?).map(|s| s.member_id))?
+            let member = (response.status() == 303)
+                .then(|| open_session(&session_cookie(&response)?).map(|s| s.member_id))??;
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Some(member)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Kill once logins are being answered (bounded wait: a loaded machine is slow, not broken).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while answered_so_far.load(std::sync::atomic::Ordering::SeqCst) < 20
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let pid = process.pid();
     let _ = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])

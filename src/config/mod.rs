@@ -6,6 +6,7 @@
 //! where the file shows it, its line, so `ssogate check-config` can list them all at once.
 
 pub mod auth;
+pub mod forum;
 mod raw;
 mod value;
 
@@ -43,6 +44,12 @@ pub struct Config {
     pub session: Option<auth::SessionConfig>,
     pub directory: auth::DirectoryConfig,
     pub rate_limit: auth::RateLimitConfig,
+    /// The identity headers sent to the forum (and the optional signed assertion).
+    pub identity: forum::IdentityConfig,
+    /// The forum's own login, sign-up, logout and account routes.
+    pub routes: forum::RoutesConfig,
+    /// Path prefixes that need a session.
+    pub protect: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -348,6 +355,15 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(auth::defaults::DIRECTORY_PATH)),
         };
         let rate_limit = auth::rate_limit(&raw.rate_limit, ctx);
+        let identity = forum::identity(raw.identity, ctx);
+        let routes = forum::routes(&raw.routes, ctx);
+        let protect = forum::protect(raw.protect.as_ref(), ctx);
+        if sso.is_none() && !protect.is_empty() {
+            ctx.error(
+                "protect",
+                "needs an sso section: without SSO nobody could ever have a session",
+            );
+        }
 
         let (url, authority) = upstream_url?;
         Some(Config {
@@ -376,6 +392,9 @@ impl Config {
             session,
             directory,
             rate_limit,
+            identity,
+            routes,
+            protect,
         })
     }
 }

@@ -21,6 +21,58 @@ pub struct RawConfig {
     pub session: Option<RawSession>,
     pub directory: RawDirectory,
     pub rate_limit: RawRateLimit,
+    pub identity: RawIdentity,
+    pub routes: RawRoutes,
+    pub protect: Option<Vec<Scalar>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIdentity {
+    pub user_id: Option<Scalar>,
+    pub headers: RawIdentityHeaders,
+    pub assertion: Option<RawAssertion>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIdentityHeaders {
+    pub user: Option<Scalar>,
+    pub email: Option<Scalar>,
+    pub name: Option<Scalar>,
+    pub first_name: Option<Scalar>,
+    pub last_name: Option<Scalar>,
+    pub title: Option<Scalar>,
+    pub avatar: Option<Scalar>,
+    pub lang: Option<Scalar>,
+    pub timezone: Option<Scalar>,
+    pub groups: Option<Scalar>,
+    pub custom_prefix: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAssertion {
+    pub header: Option<Scalar>,
+    pub algorithm: Option<Scalar>,
+    pub secret: Option<Scalar>,
+    pub private_key: Option<Scalar>,
+    pub ttl: Option<Scalar>,
+    pub jwks_path: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRoutes {
+    pub login: Option<Vec<Scalar>>,
+    pub signup: Option<Vec<Scalar>>,
+    pub logout: Option<Vec<Scalar>>,
+    pub account_settings: Option<Vec<Scalar>>,
+    pub authorization_url: Option<Scalar>,
+    pub signup_url: Option<Scalar>,
+    pub logout_url: Option<Scalar>,
+    pub account_settings_url: Option<Scalar>,
+    pub entry: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]

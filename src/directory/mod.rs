@@ -157,6 +157,23 @@ impl Directory {
         self.store.sign_in(profile, identity, token, now).await
     }
 
+    /// Records an ended session (durably: a restart must not bring it back).
+    pub async fn revoke(
+        &self,
+        session_id: &str,
+        member_id: &str,
+        until: i64,
+    ) -> Result<(), DirectoryError> {
+        self.store
+            .revoke(session_id.to_owned(), member_id.to_owned(), until)
+            .await
+    }
+
+    /// Sessions ended before and not yet expired, with their expiry.
+    pub async fn revoked(&self, now: i64) -> Result<Vec<(String, i64)>, DirectoryError> {
+        self.store.revoked(now).await
+    }
+
     /// Forgets used tokens whose expiry has passed.
     pub fn sweep_tokens(&self, now: i64) {
         self.store.sweep_tokens(now);

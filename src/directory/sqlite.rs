@@ -51,6 +51,12 @@ const SCHEMA: &[&str] = &[
     // Version 2: every used token is recorded until it expires (NULL: forever), so a restart forgets no replay.
     "ALTER TABLE used_tokens ADD COLUMN until INTEGER;
     CREATE INDEX used_tokens_until ON used_tokens (until);",
+    // Version 3: ended sessions, kept until their cookie would have expired anyway.
+    "CREATE TABLE revoked_sessions (
+        id        TEXT PRIMARY KEY,
+        member_id TEXT NOT NULL,
+        until     INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 const MEMBER_COLUMNS: &str = "id, sub, email, name, first_name, last_name, tagline, title, picture, lang, timezone, \
@@ -66,6 +72,16 @@ enum Job {
     },
     SweepTokens {
         now: i64,
+    },
+    Revoke {
+        session_id: String,
+        member_id: String,
+        until: i64,
+        reply: oneshot::Sender<Result<(), DirectoryError>>,
+    },
+    Revoked {
+        now: i64,
+        reply: oneshot::Sender<Result<Vec<(String, i64)>, DirectoryError>>,
     },
     Member {
         id: String,
@@ -134,6 +150,28 @@ impl SqliteDirectory {
         answer.await.map_err(|_| DirectoryError::Stopped)?
     }
 
+    pub async fn revoke(
+        &self,
+        session_id: String,
+        member_id: String,
+        until: i64,
+    ) -> Result<(), DirectoryError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Revoke {
+            session_id,
+            member_id,
+            until,
+            reply,
+        })?;
+        answer.await.map_err(|_| DirectoryError::Stopped)?
+    }
+
+    pub async fn revoked(&self, now: i64) -> Result<Vec<(String, i64)>, DirectoryError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Revoked { now, reply })?;
+        answer.await.map_err(|_| DirectoryError::Stopped)?
+    }
+
     /// Forgets used tokens that have expired (fire and forget: the writer runs it with the next batch).
     pub fn sweep_tokens(&self, now: i64) {
         let _ = self.send(Job::SweepTokens { now });
@@ -188,6 +226,14 @@ fn writer(mut conn: Connection, queue: &mpsc::Receiver<Job>) {
 
 /// A job's answer, held until the batch commits.
 enum Done {
+    Revoke(
+        oneshot::Sender<Result<(), DirectoryError>>,
+        Result<(), DirectoryError>,
+    ),
+    Revoked(
+        oneshot::Sender<Result<Vec<(String, i64)>, DirectoryError>>,
+        Result<Vec<(String, i64)>, DirectoryError>,
+    ),
     SignIn(
         oneshot::Sender<Result<SignIn, DirectoryError>>,
         Result<SignIn, DirectoryError>,
@@ -226,6 +272,22 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
                     sign_in(tx, profile, &identity, now)
                 }),
             ),
+            Job::Revoke {
+                session_id,
+                member_id,
+                until,
+                reply,
+            } => Done::Revoke(
+                reply,
+                in_savepoint(&mut tx, |tx| {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO revoked_sessions (id, member_id, until) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![session_id, member_id, until])?;
+                    Ok(())
+                }),
+            ),
+            Job::Revoked { now, reply } => Done::Revoked(reply, revoked(&tx, now)),
             Job::SweepTokens { now } => {
                 if let Err(error) = in_savepoint(&mut tx, |tx| sweep_tokens(tx, now)) {
                     tracing::warn!(error = %error, "directory: sweeping used tokens failed");
@@ -247,6 +309,8 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
             match item {
                 Done::SignIn(reply, _) => drop(reply.send(Err(fail()))),
                 Done::Member(reply, _) => drop(reply.send(Err(fail()))),
+                Done::Revoke(reply, _) => drop(reply.send(Err(fail()))),
+                Done::Revoked(reply, _) => drop(reply.send(Err(fail()))),
                 Done::Count(reply, _) => drop(reply.send(Err(fail()))),
             }
         }
@@ -257,6 +321,8 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
         match item {
             Done::SignIn(reply, result) => drop(reply.send(result)),
             Done::Member(reply, result) => drop(reply.send(result)),
+            Done::Revoke(reply, result) => drop(reply.send(result)),
+            Done::Revoked(reply, result) => drop(reply.send(result)),
             Done::Count(reply, result) => drop(reply.send(result)),
         }
     }
@@ -269,6 +335,8 @@ fn fail_all(batch: Vec<Job>, error: &rusqlite::Error) {
             Job::SignIn { reply, .. } => drop(reply.send(Err(fail()))),
             Job::SweepTokens { .. } => {}
             Job::Member { reply, .. } => drop(reply.send(Err(fail()))),
+            Job::Revoke { reply, .. } => drop(reply.send(Err(fail()))),
+            Job::Revoked { reply, .. } => drop(reply.send(Err(fail()))),
             Job::Count { reply } => drop(reply.send(Err(fail()))),
         }
     }
@@ -434,7 +502,16 @@ fn use_token(tx: &Connection, token: &TokenUse, now: i64) -> Result<(), Director
     Ok(())
 }
 
+fn revoked(tx: &Connection, now: i64) -> Result<Vec<(String, i64)>, DirectoryError> {
+    let mut statement =
+        tx.prepare_cached("SELECT id, until FROM revoked_sessions WHERE until >= ?1")?;
+    let rows = statement.query_map([now], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 fn sweep_tokens(tx: &Connection, now: i64) -> Result<(), DirectoryError> {
+    tx.prepare_cached("DELETE FROM revoked_sessions WHERE until < ?1")?
+        .execute([now])?;
     tx.prepare_cached("DELETE FROM used_tokens WHERE until IS NOT NULL AND until < ?1")?
         .execute([now])?;
     Ok(())

@@ -21,12 +21,21 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use http::HeaderMap;
+
+use crate::assertion::Assertion;
 use crate::body::Body;
 use crate::config::Config;
 use crate::config::auth::{EntryConfig, Profile};
 use crate::directory::{Directory, DirectoryError, Status, TokenUse};
+use crate::identity::{ForumIdentity, MemberCache, MemberEntry};
 use crate::limit::SsoLimits;
 use crate::reject::Rejection;
+use crate::routes::ForumRoutes;
+use crate::session::Session;
 use crate::session::Sessions;
 use claims::Identity;
 use replay::ReplayGuard;
@@ -44,6 +53,12 @@ pub struct Sso {
     limits: SsoLimits,
     directory: Directory,
     sessions: Sessions,
+    /// Members with live sessions, their identity headers encoded.
+    members: MemberCache,
+    /// Ended sessions (id -> when the cookie would have expired): checked in memory on every request.
+    revoked: DashMap<String, i64>,
+    identity: ForumIdentity,
+    routes: ForumRoutes,
 }
 
 /// One entry route and the paths it answers on.
@@ -61,12 +76,13 @@ enum Segment {
 }
 
 impl Sso {
-    /// Builds the SSO state when the config has an `sso` section; opens (and migrates) the directory.
-    pub fn new(config: &Config) -> Result<Option<Self>, DirectoryError> {
+    /// Builds the SSO state when the config has an `sso` section; opens (and migrates) the directory and loads the
+    /// sessions ended before a restart.
+    pub async fn new(config: &Config) -> Result<Option<Self>, DirectoryError> {
         let (Some(sso), Some(session)) = (&config.sso, &config.session) else {
             return Ok(None);
         };
-        let entries = sso
+        let entries: Vec<Entry> = sso
             .entries
             .iter()
             .map(|entry| Entry {
@@ -77,14 +93,94 @@ impl Sso {
                 config: entry.clone(),
             })
             .collect();
+        // `redirectUrl` points at the configured entry, else MeltingSpot's (whose flow it is), else the first.
+        let entry = config
+            .routes
+            .entry
+            .as_ref()
+            .and_then(|path| entries.iter().find(|e| &e.config.path == path))
+            .or_else(|| {
+                entries
+                    .iter()
+                    .find(|e| e.config.profile == Profile::MeltingSpot)
+            })
+            .or_else(|| entries.first());
+        let (entry_path, entry_return) = entry.map_or_else(
+            || ("/sso/jwt".to_owned(), "referrerUrl".to_owned()),
+            |e| (e.config.path.clone(), e.config.return_param.clone()),
+        );
+        let routes = ForumRoutes::new(
+            config.routes.clone(),
+            config.protect.clone(),
+            config.public_url.clone(),
+            entry_path,
+            entry_return,
+        );
+        let assertion = config
+            .identity
+            .assertion
+            .as_ref()
+            .and_then(|a| Assertion::new(a, config.public_url.as_str()));
+        let directory = Directory::open_sqlite(&config.directory.path)?;
+        let revoked = DashMap::new();
+        for (id, until) in directory.revoked(now()).await? {
+            revoked.insert(id, until);
+        }
         Ok(Some(Self {
             entries,
             verifier: Verifier::new(sso),
             replay: ReplayGuard::default(),
             limits: SsoLimits::new(&config.rate_limit),
-            directory: Directory::open_sqlite(&config.directory.path)?,
+            directory,
             sessions: Sessions::new(session),
+            members: MemberCache::default(),
+            revoked,
+            identity: ForumIdentity::new(&config.identity, assertion),
+            routes,
         }))
+    }
+
+    pub fn identity(&self) -> &ForumIdentity {
+        &self.identity
+    }
+
+    pub fn routes(&self) -> &ForumRoutes {
+        &self.routes
+    }
+
+    /// The session in the request and its member, when both are valid: the cookie opens, the session was not
+    /// ended, and the member is active. Costs no I/O unless the member is not cached yet (after a restart).
+    pub async fn session_member(
+        &self,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Option<(Session, Arc<MemberEntry>)> {
+        let session = self.sessions.read(headers, now)?;
+        if self.revoked.contains_key(&session.id) {
+            return None;
+        }
+        let entry = match self.members.get(&session.member_id) {
+            Some(entry) => entry,
+            None => match self.directory.member(&session.member_id).await {
+                Ok(Some(member)) => self.members.put(&self.identity, member),
+                Ok(None) => return None,
+                Err(error) => {
+                    tracing::error!(error = %error, "cannot load a session's member; treating the request as anonymous");
+                    return None;
+                }
+            },
+        };
+        entry.is_active().then_some((session, entry))
+    }
+
+    /// Ends a session everywhere: in memory at once, durably before returning.
+    pub async fn log_out(&self, session: &Session) -> Result<(), DirectoryError> {
+        self.revoked.insert(session.id.clone(), session.expires);
+        self.directory
+            .revoke(&session.id, &session.member_id, session.expires)
+            .await?;
+        tracing::info!(target: "ssogate::sso", member = %session.member_id, session = %session.id, "signed out");
+        Ok(())
     }
 
     /// The entry route `path` belongs to, if any.
@@ -104,6 +200,7 @@ impl Sso {
     pub fn sweep(&self) {
         let now = now();
         self.replay.sweep(now);
+        self.revoked.retain(|_, until| *until >= now);
         self.directory.sweep_tokens(now);
         self.limits.prune();
     }
@@ -173,13 +270,15 @@ impl Sso {
             return Err(Rejection::MemberRefused(member.status));
         }
 
-        let (session, set_cookie) = self.sessions.issue(&member.id, now);
+        let member_id = member.id.clone();
+        self.members.put(&self.identity, member);
+        let (session, set_cookie) = self.sessions.issue(&member_id, now);
         let (location, unsafe_reason) =
             return_path::or_root(params.get(&entry.config.return_param));
         if let Some(reason) = unsafe_reason {
             tracing::warn!(
                 target: "ssogate::sso",
-                member = %member.id,
+                member = %member_id,
                 param = %entry.config.return_param,
                 reason = reason.as_str(),
                 "return path refused; sending the member to /"
@@ -187,7 +286,7 @@ impl Sso {
         }
         tracing::info!(
             target: "ssogate::sso",
-            member = %member.id,
+            member = %member_id,
             sub = %sub,
             profile = profile.as_str(),
             key = %verified.key_id,
