@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # scripts/bench-lib.sh -- helpers shared by the ssogate benchmarks
-# (scripts/bench-proxy.sh, and later scripts/bench-sso.sh).
+# (scripts/bench-proxy.sh, scripts/bench-sso.sh).
 #
 # Source it, do not execute it:
 #
@@ -40,6 +40,8 @@ BENCH_PIDS=()          # pids to kill on exit, in start order
 BENCH_LAST_PID=""      # pid of the most recently started process
 BENCH_USED_PORTS=" "   # ports already handed out by bench_free_port
 BENCH_ORDER=()         # leg names in the order they were measured
+# shellcheck disable=SC2034  # read by the sourcing scripts
+BENCH_WALK_ANSWERED="" # answers counted by the last bench_wrk_walk_all
 declare -A BENCH_RPS=() BENCH_P50=() BENCH_P99=() BENCH_NOTE=()
 
 bench_log() { printf '[bench] %s\n' "$*" >&2; }
@@ -399,7 +401,7 @@ bench_to_ms() {
 bench_wrk() {
     local name=$1 url=$2
     shift 2
-    local out=$BENCH_TMP/wrk-$name.txt rps p50 p99 errs
+    local out=$BENCH_TMP/wrk-$name.txt
     if ((WARMUP > 0)); then
         bench_log "$name: warm-up ${WARMUP}s"
         "$WRK_BIN" -t "$THREADS" -c "$CONNECTIONS" -d "${WARMUP}s" "$@" "$url" >/dev/null 2>&1 || true
@@ -407,6 +409,13 @@ bench_wrk() {
     bench_log "$name: wrk -t $THREADS -c $CONNECTIONS -d ${DURATION}s --latency $url"
     "$WRK_BIN" -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION}s" --latency "$@" "$url" >"$out" 2>&1 ||
         bench_log "WARNING: wrk exited non-zero for $name"
+    bench_record_wrk "$name" "$out"
+}
+
+# bench_record_wrk NAME OUTFILE -- echo a wrk --latency output file to stderr
+# and record its figures under NAME (BENCH_RPS/P50/P99/NOTE, BENCH_ORDER).
+bench_record_wrk() {
+    local name=$1 out=$2 rps p50 p99 errs
     sed 's/^/    /' "$out" >&2
     rps=$(awk '$1 == "Requests/sec:" { print $2 }' "$out")
     p50=$(awk '$1 == "50%" { print $2; exit }' "$out")
@@ -466,4 +475,236 @@ bench_print_table() {
         [[ -n ${BENCH_NOTE[$n]:-} ]] && echo "note $n: ${BENCH_NOTE[$n]}"
     done
     return 0
+}
+
+# --------------------------------------------------------------------------
+# wrk walking a file of pre-made tokens (scripts/bench-sso.sh)
+# --------------------------------------------------------------------------
+
+# bench_walk_lua FILE -- write the wrk Lua script that sends every request
+# with the next token of a file: GET $WALK_PREFIX<token>$WALK_SUFFIX. Each wrk
+# thread takes its own contiguous share of the file, so no token is sent twice
+# (a second use would be refused as a replay). Environment, read by wrk:
+#   WALK_TOKENS    token file, one per line          WALK_COUNT  its line count
+#   WALK_THREADS   wrk -t                            WALK_EXPECT status of a success (303)
+#   WALK_PREFIX / WALK_SUFFIX  around the token in the request target
+#   WALK_ON_EMPTY  stop   -- a thread out of tokens stops (a timed run: the
+#                            figures are then too low, and reported as invalid)
+#                  filler -- it sends WALK_FILLER (default /, answered 200 by
+#                            the upstream) until wrk is stopped (an un-timed
+#                            pass that must use every token)
+#   WALK_MARK_DIR  where a thread writes progress-<id> (answers so far, every
+#                  500) and done-<id> once all its tokens are answered
+# done() prints one line:
+#   walk: tokens=N sent=N answered=N unexpected=N filler=N exhausted_threads=N statuses=303:N,...
+bench_walk_lua() {
+    cat >"$1" <<'EOF'
+local prefix = os.getenv("WALK_PREFIX") or "/api/auth/sso?jwt="
+local suffix = os.getenv("WALK_SUFFIX") or "&redirect_uri=/"
+local file = os.getenv("WALK_TOKENS")
+local count = tonumber(os.getenv("WALK_COUNT"))
+local nthreads = tonumber(os.getenv("WALK_THREADS"))
+local expect = tonumber(os.getenv("WALK_EXPECT") or "303")
+local on_empty = os.getenv("WALK_ON_EMPTY") or "stop"
+local filler_path = os.getenv("WALK_FILLER") or "/"
+local mark_dir = os.getenv("WALK_MARK_DIR") or ""
+
+local threads = {}
+
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local per = math.floor(count / nthreads)
+  local first = id * per + 1
+  local last = (id == nthreads - 1) and count or (id + 1) * per
+  tokens = {}
+  local i = 0
+  for line in io.lines(file) do
+    i = i + 1
+    if i > last then break end
+    if i >= first then tokens[#tokens + 1] = line end
+  end
+  ntokens = #tokens
+  nexti, sent, answered, unexpected, filler, exhausted = 1, 0, 0, 0, 0, 0
+  marked = false
+  statuses = {}
+end
+
+-- wrk calls request() once in thread 0 right after init, to check the
+-- request's syntax, and never sends that one: do not spend a token on it.
+local verified = false
+
+function request()
+  if not verified and id == 0 then
+    verified = true
+    return wrk.format("GET", prefix .. (tokens[1] or "x") .. suffix)
+  end
+  local token = tokens[nexti]
+  if token then
+    nexti = nexti + 1
+    sent = sent + 1
+    return wrk.format("GET", prefix .. token .. suffix)
+  end
+  exhausted = 1
+  if on_empty == "stop" then
+    wrk.thread:stop()
+  end
+  return wrk.format("GET", filler_path)
+end
+
+-- Out of tokens in filler mode: send the filler slowly (it only keeps wrk
+-- alive until it is stopped). Defined only then, as any delay() slows wrk.
+if on_empty == "filler" then
+  function delay()
+    return exhausted == 1 and 50 or 0
+  end
+end
+
+local function note(name, value)
+  local f = io.open(mark_dir .. "/" .. name .. "-" .. id, "w")
+  if f then
+    f:write(value, "\n")
+    f:close()
+  end
+end
+
+function response(status, headers, body)
+  if exhausted == 1 and status == 200 then
+    filler = filler + 1
+    return
+  end
+  answered = answered + 1
+  statuses[status] = (statuses[status] or 0) + 1
+  if status ~= expect then
+    unexpected = unexpected + 1
+  end
+  if mark_dir ~= "" then
+    if answered % 500 == 0 then
+      note("progress", answered)
+    end
+    if not marked and answered >= ntokens then
+      marked = true
+      note("progress", answered)
+      note("done", answered)
+    end
+  end
+end
+
+function done(summary, latency, requests)
+  local sum = { ntokens = 0, sent = 0, answered = 0, unexpected = 0, filler = 0, exhausted = 0 }
+  local by_status = {}
+  for _, t in ipairs(threads) do
+    for k, _ in pairs(sum) do
+      sum[k] = sum[k] + (tonumber(t:get(k)) or 0)
+    end
+    local s = t:get("statuses")
+    if type(s) == "table" then
+      for code, n in pairs(s) do
+        by_status[code] = (by_status[code] or 0) + n
+      end
+    end
+  end
+  local parts = {}
+  for code, n in pairs(by_status) do
+    parts[#parts + 1] = code .. ":" .. n
+  end
+  table.sort(parts)
+  io.write(string.format(
+    "walk: tokens=%d sent=%d answered=%d unexpected=%d filler=%d exhausted_threads=%d statuses=%s\n",
+    sum.ntokens, sum.sent, sum.answered, sum.unexpected, sum.filler, sum.exhausted, table.concat(parts, ",")))
+end
+EOF
+}
+
+# bench_walk_field OUTFILE FIELD -- a number from the "walk:" line of a wrk
+# output (tokens, sent, answered, unexpected, filler, exhausted_threads) or
+# the statuses list; "?" when absent.
+bench_walk_field() {
+    awk -v f="$2" '$1 == "walk:" { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == f) { print kv[2]; found = 1 } } }
+        END { if (!found) print "?" }' "$1"
+}
+
+# bench_walk_env TOKENFILE ON_EMPTY [MARK_DIR] -- print the env assignments
+# for bench_walk_lua's script (use as: env $(bench_walk_env ...) wrk ...).
+bench_walk_env() {
+    local file=$1 on_empty=$2 mark_dir=${3:-}
+    printf 'WALK_TOKENS=%s WALK_COUNT=%s WALK_THREADS=%s WALK_ON_EMPTY=%s WALK_MARK_DIR=%s' \
+        "$file" "$(wc -l <"$file" | tr -d ' ')" "$THREADS" "$on_empty" "$mark_dir"
+}
+
+# bench_wrk_walk NAME URL LUA TOKENFILE -- one timed wrk --latency run of
+# DURATION s (no warm-up: every token is used once) walking TOKENFILE;
+# threads stop when out of tokens. Output in $BENCH_TMP/wrk-NAME.txt, figures
+# recorded like bench_wrk's.
+bench_wrk_walk() {
+    local name=$1 url=$2 lua=$3 file=$4 out=$BENCH_TMP/wrk-$1.txt
+    bench_log "$name: wrk -t $THREADS -c $CONNECTIONS -d ${DURATION}s --latency -s $lua ($(wc -l <"$file") tokens)"
+    # shellcheck disable=SC2046  # word splitting of the env assignments is wanted
+    env $(bench_walk_env "$file" stop) \
+        "$WRK_BIN" -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION}s" --timeout 10s --latency -s "$lua" "$url" \
+        >"$out" 2>&1 || bench_log "WARNING: wrk exited non-zero for $name"
+    bench_record_wrk "$name" "$out"
+}
+
+# bench_wrk_walk_all NAME URL LUA TOKENFILE [TIMEOUT_S] -- send every token
+# of TOKENFILE once (un-timed pass, e.g. to fill a directory): wrk runs until
+# each thread has had an answer for each of its tokens, then gets SIGINT.
+# Returns 1 (after stopping wrk) if that has not happened after TIMEOUT_S
+# (default 600) or when no answer came for 15 s (an answer lost to a closed
+# connection never comes). Output in $BENCH_TMP/wrk-NAME.txt (not recorded in
+# the results table); BENCH_WALK_ANSWERED holds the answers counted.
+bench_wrk_walk_all() {
+    local name=$1 url=$2 lua=$3 file=$4 timeout=${5:-600} out=$BENCH_TMP/wrk-$1.txt
+    local marks=$BENCH_TMP/marks-$1 pid deadline done_count=0 progress last="" last_change
+    mkdir -p "$marks"
+    bench_log "$name: sending all $(wc -l <"$file") tokens (wrk -t $THREADS -c $CONNECTIONS, at most ${timeout}s)"
+    # shellcheck disable=SC2046
+    env $(bench_walk_env "$file" filler "$marks") \
+        "$WRK_BIN" -t "$THREADS" -c "$CONNECTIONS" -d "$((timeout + 5))s" --timeout 10s -s "$lua" "$url" \
+        >"$out" 2>&1 &
+    pid=$!
+    bench_track_pid "$pid"
+    deadline=$((SECONDS + timeout))
+    last_change=$SECONDS
+    while :; do
+        done_count=$(find "$marks" -name 'done-*' | wc -l)
+        ((done_count >= THREADS)) && break
+        kill -0 "$pid" 2>/dev/null || break
+        progress=$(cat "$marks"/progress-* 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
+        if [[ $progress != "$last" ]]; then
+            last=$progress
+            last_change=$SECONDS
+        elif ((SECONDS - last_change >= 15)); then
+            bench_log "$name: no answer for 15 s (at $progress)"
+            break
+        fi
+        if ((SECONDS >= deadline)); then
+            bench_log "$name: not done after ${timeout}s"
+            break
+        fi
+        sleep 0.2
+    done
+    kill -INT "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    bench_stop_pid "$pid"
+    sed 's/^/    /' "$out" >&2
+    # shellcheck disable=SC2034  # read by the sourcing scripts
+    BENCH_WALK_ANSWERED=$(bench_walk_field "$out" answered)
+    if ((done_count < THREADS)); then
+        bench_log "WARNING: $name: only $done_count of $THREADS wrk threads had answers for all their tokens"
+        return 1
+    fi
+}
+
+# bench_sqlite DBFILE SQL -- print the first column of the first row (python3 sqlite3).
+bench_sqlite() {
+    python3 - "$1" "$2" <<'EOF'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+row = db.execute(sys.argv[2]).fetchone()
+print(row[0] if row else "")
+EOF
 }

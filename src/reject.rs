@@ -31,7 +31,7 @@ pub enum Rejection {
     #[error("ambiguous request framing: {}", .0.as_str())]
     AmbiguousFraming(Ambiguity),
     /// A method the gateway does not forward (CONNECT: the gateway is not a forward proxy).
-    #[error("method {0} is not forwarded")]
+    #[error("method {0} is not accepted here")]
     MethodNotAllowed(http::Method),
     /// The request is malformed in a way the gateway can name.
     #[error("bad request: {0}")]

@@ -298,6 +298,16 @@ fn bind_workers(
     addr: SocketAddr,
     count: usize,
 ) -> Result<Vec<std::net::TcpListener>, StartError> {
+    // SO_REUSEPORT would let a second ssogate (same user) bind the same address and silently take half the
+    // connections. A plain bind first fails with "address in use" if anything listens there already.
+    if addr.port() != 0 {
+        let probe = std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind {
+            key,
+            addr,
+            source,
+        })?;
+        drop(probe);
+    }
     let mut sockets = Vec::with_capacity(count);
     let mut addr = addr;
     for _ in 0..count.max(1) {

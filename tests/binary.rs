@@ -225,3 +225,29 @@ async fn large_bodies_stream_both_ways_with_flat_memory() {
         "gateway memory grew by {growth_mib} MiB while streaming"
     );
 }
+
+#[tokio::test]
+async fn a_second_instance_on_the_same_address_is_refused() {
+    let upstream = EchoUpstream::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let scratch = Scratch::new("second");
+    let config = scratch.write(
+        "c.yaml",
+        &format!(
+            "listen: 127.0.0.1:{port}\nupstream:\n  url: http://{}\n",
+            upstream.addr
+        ),
+    );
+    let first = GatewayProcess::spawn(&config, &[]);
+    assert!(first.addr.is_some(), "{}", first.log());
+    let mut second = GatewayProcess::spawn(&config, &[]);
+    let status = second
+        .wait(Duration::from_secs(10))
+        .expect("the second instance exits");
+    assert!(!status.success());
+    assert!(second.log().contains("cannot listen"), "{}", second.log());
+}

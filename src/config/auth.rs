@@ -35,6 +35,8 @@ pub struct SsoKey {
     pub id: String,
     pub algorithm: Algorithm,
     pub key: DecodingKey,
+    /// The HMAC secret (HS* keys only), kept to refuse it as the session secret.
+    pub secret: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for SsoKey {
@@ -207,6 +209,12 @@ pub(super) fn sso(raw: RawSso, ctx: &mut Ctx<'_>) -> Option<SsoConfig> {
             .filter_map(|(i, entry)| entry_config(entry, &format!("sso.entries[{i}]"), ctx))
             .collect(),
     };
+    if entries.is_empty() {
+        ctx.error(
+            "sso.entries",
+            "no entry route: leave the key out for the two defaults, or list at least one",
+        );
+    }
     let mut seen = std::collections::HashSet::new();
     for entry in &entries {
         for path in std::iter::once(&entry.path).chain(&entry.aliases) {
@@ -289,6 +297,7 @@ fn sso_key(raw: &RawKey, key: &str, ctx: &mut Ctx<'_>) -> Option<SsoKey> {
                 id,
                 algorithm,
                 key: DecodingKey::from_secret(&secret),
+                secret: Some(secret),
             })
         }
         (false, None, Some(path)) => {
@@ -311,6 +320,7 @@ fn sso_key(raw: &RawKey, key: &str, ctx: &mut Ctx<'_>) -> Option<SsoKey> {
                     id,
                     algorithm,
                     key: decoded,
+                    secret: None,
                 }),
                 Err(e) => {
                     ctx.error(
@@ -421,6 +431,9 @@ fn parse_route(text: &str) -> Result<String, String> {
             "{text:?} must be a path starting with / (no query)"
         ));
     }
+    if text == "/" {
+        return Err("an entry route at / would hide the forum's home page".to_owned());
+    }
     Ok(text.to_owned())
 }
 
@@ -480,7 +493,21 @@ pub(super) fn session(
             other => parse_bool(other),
         })
         .unwrap_or(https);
-    let domain = ctx.opt(raw.domain.as_ref(), "session.domain", non_empty);
+    let domain = ctx.opt(raw.domain.as_ref(), "session.domain", |s| {
+        let host = s.strip_prefix('.').unwrap_or(s);
+        let valid = !host.is_empty()
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if valid {
+            Ok(s.to_ascii_lowercase())
+        } else {
+            Err(format!("{s:?} is not a domain name"))
+        }
+    });
     if same_site == SameSite::None && !secure {
         ctx.error(
             "session.same_site",
@@ -548,6 +575,11 @@ pub fn parse_rate(text: &str) -> Result<Option<Rate>, String> {
         "h" => Duration::from_secs(3600),
         other => parse_duration(other).map_err(|_| format!("invalid rate {text:?}: {HELP}"))?,
     };
+    if per < Duration::from_millis(1) {
+        return Err(format!(
+            "invalid rate {text:?}: the period must be at least 1ms"
+        ));
+    }
     let burst = match burst {
         Some(b) => b
             .parse::<u32>()

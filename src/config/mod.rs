@@ -336,7 +336,22 @@ impl Config {
         let https = public_url.as_ref().is_some_and(|u| u.scheme() == "https");
         let sso = raw.sso.and_then(|sso| auth::sso(sso, ctx));
         let session = match (&sso, raw.session) {
-            (Some(_), session) => auth::session(session, https, ctx),
+            (Some(sso), session) => {
+                let session = auth::session(session, https, ctx);
+                if let Some(session) = &session {
+                    let reused = sso
+                        .keys
+                        .iter()
+                        .any(|key| key.secret.as_deref() == Some(session.secret.as_slice()));
+                    if reused {
+                        ctx.error(
+                            "session.secret",
+                            "must differ from every sso key's secret: the integrator knows those",
+                        );
+                    }
+                }
+                session
+            }
             (None, Some(_)) => {
                 ctx.error("session", "has no effect without an sso section");
                 None
@@ -635,5 +650,65 @@ mod tests {
         assert_eq!(tls.cert, Path::new("certs/a.crt"));
         assert_eq!(tls.key, Path::new("/abs/a.key"));
         assert_eq!(config.public_url.as_str(), "https://127.0.0.1:8443/");
+    }
+
+    #[test]
+    fn sso_settings_that_cannot_work_are_refused() {
+        let base = "listen: 127.0.0.1:1\nupstream:\n  url: http://h:1\n";
+        let secret = "s".repeat(40);
+        let cases = [
+            (
+                format!(
+                    "sso:\n  keys: [{{id: a, algorithm: HS256, secret: {secret}}}]\n  entries: []\nsession:\n  secret: {}\n",
+                    "t".repeat(40)
+                ),
+                "sso.entries",
+            ),
+            (
+                format!(
+                    "sso:\n  keys: [{{id: a, algorithm: HS256, secret: {secret}}}]\nsession:\n  secret: {secret}\n"
+                ),
+                "session.secret",
+            ),
+            (
+                format!(
+                    "sso:\n  keys: [{{id: a, algorithm: HS256, secret: short}}]\nsession:\n  secret: {}\n",
+                    "t".repeat(40)
+                ),
+                "sso.keys[0].secret",
+            ),
+            (
+                format!(
+                    "sso:\n  keys: [{{id: a, algorithm: HS256, secret: {secret}}}]\nsession:\n  secret: {}\n  domain: 'a; Secure'\n",
+                    "t".repeat(40)
+                ),
+                "session.domain",
+            ),
+            (
+                format!(
+                    "sso:\n  keys: [{{id: a, algorithm: HS256, secret: {secret}}}]\nsession:\n  secret: {}\nrate_limit:\n  sso_per_ip: 10/0s\n",
+                    "t".repeat(40)
+                ),
+                "rate_limit.sso_per_ip",
+            ),
+            (
+                format!(
+                    "sso:\n  keys: [{{id: a, algorithm: none, secret: {secret}}}]\nsession:\n  secret: {}\n",
+                    "t".repeat(40)
+                ),
+                "sso.keys[0].algorithm",
+            ),
+            ("protect: [/private]\n".to_owned(), "protect"),
+        ];
+        for (extra, key) in cases {
+            let errors = parse(&format!("{base}{extra}"))
+                .err()
+                .map(|e| e.errors)
+                .unwrap_or_default();
+            assert!(
+                errors.iter().any(|e| e.key == key),
+                "{key} not reported for {extra}: {errors:?}"
+            );
+        }
     }
 }

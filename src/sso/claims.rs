@@ -135,7 +135,7 @@ fn meltingspot(claims: &Map<String, Value>) -> Result<Identity, TokenError> {
     identity.title = optional_text(claims, "title", &mut identity.notes);
     identity.picture = optional_url(claims, "avatarUrl", &mut identity.notes);
     identity.lang = Some(match claims.get("lang") {
-        None => MELTINGSPOT_DEFAULT_LANG.to_owned(),
+        None | Some(Value::Null) => MELTINGSPOT_DEFAULT_LANG.to_owned(),
         Some(Value::String(lang)) if MELTINGSPOT_LANGS.contains(&lang.as_str()) => lang.clone(),
         Some(_) => {
             identity.notes.push(format!(
@@ -145,7 +145,7 @@ fn meltingspot(claims: &Map<String, Value>) -> Result<Identity, TokenError> {
         }
     });
     identity.timezone = Some(match claims.get("timezone") {
-        None => MELTINGSPOT_DEFAULT_TIMEZONE.to_owned(),
+        None | Some(Value::Null) => MELTINGSPOT_DEFAULT_TIMEZONE.to_owned(),
         Some(Value::String(zone)) if is_iana_zone(zone) => zone.clone(),
         Some(_) => {
             identity.notes.push(format!(
@@ -167,6 +167,15 @@ fn subject(claims: &Map<String, Value>) -> Result<String, TokenError> {
         None | Some(Value::Null) => return Err(TokenError::MissingClaim("sub")),
         Some(Value::String(sub)) => sub.clone(),
         Some(Value::Number(number)) if number.is_i64() || number.is_u64() => number.to_string(),
+        Some(Value::Number(number))
+            if number
+                .as_f64()
+                .is_some_and(|f| f.fract() == 0.0 && f.abs() >= 1.8e19) =>
+        {
+            return Err(invalid(
+                "an integer too large to be exact: send a user id that large as a string",
+            ));
+        }
         Some(Value::Number(_)) => return Err(invalid("a number with a fraction is not a user id")),
         Some(_) => return Err(invalid("must be a string or an integer")),
     };

@@ -232,10 +232,19 @@ impl Sso {
         let verified = self.verifier.verify(token, now).map_err(Rejection::Token)?;
         let identity = Identity::from_claims(entry.config.profile, &verified.claims)
             .map_err(Rejection::Token)?;
-        // Replays are refused twice over: in memory (cheap, catches the common case before any I/O) and in the
-        // directory, in the sign-in's own transaction, which survives a restart. A token without expiry (only with
-        // danger_accept_tokens_without_expiry) is remembered forever, in the directory alone.
+        // Replays are refused twice over: in memory (cheap, before any I/O) and in the directory, in the sign-in's
+        // own transaction, which survives a restart. A token without expiry (only with
+        // danger_accept_tokens_without_expiry) is remembered forever, in the directory alone. The subject limit
+        // runs between the look and the record, so a reused link is told it was used, and a link refused for going
+        // too fast still works once the member slows down.
         let fingerprint = replay::fingerprint(&verified.key_id, verified.jti.as_deref(), token);
+        if self.replay.seen(&fingerprint, now) {
+            return Err(Rejection::Token(TokenError::Replayed));
+        }
+        let subject_key = format!("{}:{}", entry.config.profile.as_str(), identity.sub);
+        if let Err(limited) = self.limits.check_subject(&subject_key) {
+            return Err(Rejection::RateLimited(limited));
+        }
         if let Some(until) = verified.remember_until {
             if !self.replay.first_use(fingerprint, until, now) {
                 return Err(Rejection::Token(TokenError::Replayed));
@@ -245,11 +254,6 @@ impl Sso {
             fingerprint,
             until: verified.remember_until,
         };
-
-        // After the replay check, so a reused link is told it was used rather than to slow down.
-        if let Err(limited) = self.limits.check_subject(&identity.sub) {
-            return Err(Rejection::RateLimited(limited));
-        }
 
         for note in &identity.notes {
             tracing::info!(target: "ssogate::sso", sub = %identity.sub, "optional claim: {note}");
@@ -261,9 +265,16 @@ impl Sso {
             .sign_in(profile, identity, token_use, now)
             .await
             .map_err(|error| match error {
-                DirectoryError::EmailTaken => Rejection::EmailTaken,
                 DirectoryError::Replayed => Rejection::Token(TokenError::Replayed),
-                other => Rejection::Directory(other),
+                // The transaction rolled back: the token was not used, and may be tried again.
+                DirectoryError::EmailTaken => {
+                    self.replay.forget(&fingerprint);
+                    Rejection::EmailTaken
+                }
+                other => {
+                    self.replay.forget(&fingerprint);
+                    Rejection::Directory(other)
+                }
             })?;
         let member = signed_in.member;
         if member.status != Status::Active {

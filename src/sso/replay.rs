@@ -66,6 +66,18 @@ impl ReplayGuard {
         first
     }
 
+    /// Whether the token was used already (without recording this use).
+    pub fn seen(&self, fingerprint: &Fingerprint, now: i64) -> bool {
+        self.seen
+            .get(fingerprint)
+            .is_some_and(|until| *until >= now)
+    }
+
+    /// Forgets one use, when the login it began failed for a reason that is not the token's (so it may be retried).
+    pub fn forget(&self, fingerprint: &Fingerprint) {
+        self.seen.remove(fingerprint);
+    }
+
     /// Forgets fingerprints whose tokens have expired.
     pub fn sweep(&self, now: i64) {
         self.seen.retain(|_, until| *until >= now);

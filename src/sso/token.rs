@@ -43,7 +43,7 @@ pub enum TokenError {
     TooOld(u64),
     #[error("valid for {0} s (exp - iat), over sso.max_token_age")]
     LifetimeTooLong(u64),
-    #[error("no exp claim, and sso.require_exp is true")]
+    #[error("no exp claim (required by sso.require_exp, or with no iat either)")]
     MissingExp,
     #[error("required claim {0} is missing")]
     MissingClaim(&'static str),
@@ -74,6 +74,7 @@ pub struct Verifier {
     leeway: i64,
     max_age: i64,
     require_exp: bool,
+    allow_no_expiry: bool,
     issuer: Option<String>,
     audience: Option<Vec<String>>,
 }
@@ -90,6 +91,7 @@ impl Verifier {
             leeway: secs(config.leeway),
             max_age: secs(config.max_token_age),
             require_exp: config.require_exp,
+            allow_no_expiry: config.danger_accept_tokens_without_expiry,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
         }
@@ -184,11 +186,14 @@ impl Verifier {
         let iat = numeric_date(&claims, "iat")?;
         let leeway = self.leeway;
 
-        match exp {
-            Some(exp) if now > exp.saturating_add(leeway) => {
+        match (exp, iat) {
+            (Some(exp), _) if now > exp.saturating_add(leeway) => {
                 return Err(TokenError::Expired(gap(now, exp)));
             }
-            None if self.require_exp => return Err(TokenError::MissingExp),
+            (None, _) if self.require_exp => return Err(TokenError::MissingExp),
+            // Without exp, iat and max_token_age still bound the token; with neither, nothing does, and only the
+            // operator's explicit danger_ option lets it in (single-use forever).
+            (None, None) if !self.allow_no_expiry => return Err(TokenError::MissingExp),
             _ => {}
         }
         if let Some(nbf) = nbf {
