@@ -103,6 +103,15 @@ impl Assertion {
                 claims[claim] = Value::String(value.clone());
             }
         }
+        if !member.spaces.is_empty() {
+            claims["spaces"] = Value::Array(
+                member
+                    .spaces
+                    .iter()
+                    .map(|space| json!({"id": space.space_id, "role": space.role}))
+                    .collect(),
+            );
+        }
         if !member.custom.is_empty() {
             claims["custom"] = Value::Object(member.custom.clone());
         }

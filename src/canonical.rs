@@ -104,7 +104,7 @@ fn is_canonical(path: &str) -> bool {
 /// Decodes one segment's unreserved escapes; refuses the ambiguous ones. Also says whether an escaped dot was seen.
 fn decode_segment(raw: &str) -> Result<(String, bool), Ambiguous> {
     let bytes = raw.as_bytes();
-    let mut out = String::with_capacity(raw.len());
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len());
     let mut encoded_dot = false;
     let mut i = 0;
     while i < bytes.len() {
@@ -113,7 +113,7 @@ fn decode_segment(raw: &str) -> Result<(String, bool), Ambiguous> {
             if b == 0 {
                 return Err(Ambiguous::Nul);
             }
-            out.push(char::from(b));
+            out.push(b);
             i += 1;
             continue;
         }
@@ -129,19 +129,21 @@ fn decode_segment(raw: &str) -> Result<(String, bool), Ambiguous> {
             0 => return Err(Ambiguous::Nul),
             b'.' => {
                 encoded_dot = true;
-                out.push('.');
+                out.push(b'.');
             }
             _ if value.is_ascii_alphanumeric() || b"-_~".contains(&value) => {
-                out.push(char::from(value));
+                out.push(value);
             }
             _ => {
-                out.push('%');
-                out.push(char::from(HEX[usize::from(h)]));
-                out.push(char::from(HEX[usize::from(l)]));
+                out.push(b'%');
+                out.push(HEX[usize::from(h)]);
+                out.push(HEX[usize::from(l)]);
             }
         }
         i += 3;
     }
+    // Raw bytes are copied as they came (a raw UTF-8 path stays UTF-8); only ASCII is ever decoded from escapes.
+    let out = String::from_utf8(out).map_err(|_| Ambiguous::BadEscape)?;
     Ok((out, encoded_dot))
 }
 
@@ -179,6 +181,7 @@ mod tests {
             ("/private/..%3B/x", "/private/..%3B/x"),
             ("/.well-known/x", "/.well-known/x"),
             ("/a..b/c.", "/a..b/c."),
+            ("/café//x", "/café/x"),
         ] {
             assert_eq!(canonical(raw).as_deref(), Ok(want), "{raw}");
         }

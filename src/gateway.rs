@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::directory::DirectoryError;
 use crate::forwarded::Forwarding;
 use crate::framing::FramingVerdicts;
-use crate::identity;
+use crate::identity::{self, ForumIdentity};
 use crate::proxy::{self, Timing, Tunnels, Upstream};
 use crate::reject::{Blame, Rejection, wants_json};
 use crate::routes::{self, LogoutDecision, Route};
@@ -96,6 +96,9 @@ pub struct Shared {
     sso: Option<Sso>,
     /// The signed assertion's audience: the upstream's URL.
     audience: String,
+    /// The identity headers' names, stripped from every request even when SSO is off (a forum that trusts them must
+    /// never see a client's).
+    identity: ForumIdentity,
 }
 
 impl Shared {
@@ -127,6 +130,7 @@ impl Shared {
                 .trim_end_matches('/')
                 .to_owned(),
             forwarding: Forwarding::new(config.trusted_proxies.clone()),
+            identity: ForumIdentity::new(&config.identity, None),
             tunnels,
             redacted_params,
             sso,
@@ -211,6 +215,9 @@ impl Gateway {
         timing: &mut Timing,
     ) -> Result<Response<Body>, Rejection> {
         request_filter(&request, conn, index)?;
+        // Strip first, on every request and in every mode: whatever the client sent under our headers' names (in any
+        // spelling, also when named in `Connection:`) never reaches the forum, and each strip is logged.
+        self.shared.identity.strip(request.headers_mut(), conn.peer);
         // Before anything of ours is added: a client naming our headers in `Connection:` must not remove them.
         let upgrade = proxy::websocket_upgrade(&request);
         proxy::strip_hop_by_hop(request.headers_mut());
@@ -227,8 +234,6 @@ impl Gateway {
             Routed::Forum(request) => request,
         };
 
-        // Strip, then set: whatever the client sent in our headers' names never reaches the forum.
-        sso.identity().strip(request.headers_mut(), conn.peer);
         let now = now();
         let member = sso.session_member(request.headers(), now).await;
         identity::remove_cookie(request.headers_mut(), sso.sessions().cookie_name());

@@ -122,6 +122,18 @@ impl ForumIdentity {
             (&h.timezone, member.timezone.as_deref()),
         ];
         let mut out = Vec::with_capacity(12);
+        if let (Some(name), false) = (&h.groups, member.spaces.is_empty()) {
+            // `space:role` items, comma-separated; `,` `:` and `%` inside an id are escaped like everything else.
+            let value = member
+                .spaces
+                .iter()
+                .map(|space| format!("{}:{}", escape_list_item(&space.space_id), space.role))
+                .collect::<Vec<_>>()
+                .join(",");
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                out.push((name.clone(), value));
+            }
+        }
         for (name, value) in fields {
             if let (Some(name), Some(value)) = (name, value.and_then(encode_value)) {
                 out.push((name.clone(), value));
@@ -135,6 +147,10 @@ impl ForumIdentity {
                     other => other.to_string(),
                 };
                 let name = format!("{prefix}{}", header_suffix(field));
+                // A custom field never takes the place of a standard identity header, whatever the prefix.
+                if self.folded.contains(&fold(&name)) {
+                    continue;
+                }
                 if let (Ok(name), Some(value)) =
                     (HeaderName::from_bytes(name.as_bytes()), encode_value(&text))
                 {
@@ -276,6 +292,22 @@ pub fn encode_value(text: &str) -> Option<HeaderValue> {
 }
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// One groups item, percent-encoded like every value and with `,` and `:` escaped too, so the forum splits on them
+/// first and decodes each part after.
+fn escape_list_item(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.trim().bytes() {
+        if (0x20..0x7f).contains(&byte) && !matches!(byte, b'%' | b',' | b':') {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+    }
+    out
+}
 
 fn fold_char(c: char) -> char {
     match c {

@@ -14,6 +14,7 @@
 //! ones); [`logging`] sets up `tracing`.
 
 pub mod access_log;
+pub mod admin;
 pub mod assertion;
 pub mod body;
 pub mod canonical;

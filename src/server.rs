@@ -61,6 +61,8 @@ pub struct Running {
     /// The plain HTTP listener's address (with the real port when the config said port 0).
     pub http_addr: Option<SocketAddr>,
     pub tls_addr: Option<SocketAddr>,
+    /// The admin API's address, when it runs (it needs `admin.token`).
+    pub admin_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     connections: TaskTracker,
     tunnels: TaskTracker,
@@ -126,6 +128,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let mut running = Running {
         http_addr: None,
         tls_addr: None,
+        admin_addr: None,
         shutdown: shutdown.clone(),
         connections: connections.clone(),
         tunnels: tunnels.tracker.clone(),
@@ -142,6 +145,26 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             running.http_addr = addr;
             tracing::info!(addr = %shown, upstream = %config.upstream.url, workers = config.workers, "listening for HTTP");
         }
+    }
+
+    if let Some(token) = &config.admin.token {
+        let listener = TcpListener::bind(config.admin.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                key: "admin.listen",
+                addr: config.admin.listen,
+                source,
+            })?;
+        running.admin_addr = listener.local_addr().ok();
+        tracing::info!(addr = %config.admin.listen, "admin API listening");
+        tokio::spawn(admin_loop(
+            listener,
+            Arc::clone(&shared),
+            Arc::from(token.as_str()),
+            shutdown.clone(),
+        ));
+    } else if shared.sso().is_some() {
+        tracing::info!("admin API off: set admin.token to enable it");
     }
 
     for index in 0..config.workers {
@@ -270,6 +293,43 @@ impl Running {
             );
         }
         drained
+    }
+}
+
+/// The admin listener: HTTP/1.1, low traffic, on the caller's runtime.
+async fn admin_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    token: Arc<str>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => return,
+        };
+        let Ok((stream, peer)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        let token = Arc::clone(&token);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let shared = Arc::clone(&shared);
+                let token = Arc::clone(&token);
+                async move {
+                    Ok::<_, Infallible>(crate::admin::handle(request, peer, shared, token).await)
+                }
+            });
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
     }
 }
 

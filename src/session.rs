@@ -75,12 +75,23 @@ impl Sessions {
 
     /// A new session for `member_id`, and the `Set-Cookie` value that carries it.
     pub fn issue(&self, member_id: &str, now: i64) -> (Session, String) {
-        let session = Session {
+        let session = self.open_new(member_id, now);
+        let cookie = self.set_cookie(&session);
+        (session, cookie)
+    }
+
+    /// A new session record (a fresh random id), not yet sealed into a cookie.
+    pub fn open_new(&self, member_id: &str, now: i64) -> Session {
+        Session {
             id: random_id(),
             member_id: member_id.to_owned(),
             issued: now,
             expires: now.saturating_add(self.ttl),
-        };
+        }
+    }
+
+    /// The `Set-Cookie` value carrying `session`.
+    pub fn set_cookie(&self, session: &Session) -> String {
         let record = format!(
             "v1|{}|{}|{}|{}",
             session.id, session.member_id, session.issued, session.expires
@@ -104,7 +115,7 @@ impl Sessions {
         if let Some(domain) = &self.domain {
             cookie.set_domain(domain.clone());
         }
-        (session, cookie.to_string())
+        cookie.to_string()
     }
 
     /// The `Set-Cookie` value that removes the cookie.

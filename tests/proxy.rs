@@ -399,3 +399,24 @@ async fn graceful_stop_finishes_requests_in_flight() {
         "still accepting after stop"
     );
 }
+
+#[tokio::test]
+async fn identity_headers_are_stripped_even_without_sso() {
+    // A forum that trusts X-Auth-User must never see a client's, even while SSO is not configured yet.
+    let upstream = EchoUpstream::start().await;
+    let gateway = TestGateway::plain(upstream.addr).await;
+    let seen = echoed(
+        client()
+            .get(gateway.url("/"))
+            .header("x-auth-user", "admin")
+            .header("x_auth_email", "root@example.com")
+            .header("x-auth-kept-not", "yes")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(seen.headers("x-auth-user").is_empty());
+    assert!(seen.headers("x_auth_email").is_empty());
+    assert_eq!(seen.header("x-auth-kept-not").as_deref(), Some("yes"));
+}

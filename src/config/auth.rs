@@ -27,6 +27,8 @@ pub struct SsoConfig {
     pub danger_accept_tokens_without_expiry: bool,
     pub issuer: Option<String>,
     pub audience: Option<Vec<String>>,
+    /// Custom profile field -> token claim names; the first non-empty claim wins.
+    pub custom_fields: Vec<(String, Vec<String>)>,
 }
 
 /// One verification key; its algorithm is pinned here, never taken from a token.
@@ -259,9 +261,34 @@ pub(super) fn sso(raw: RawSso, ctx: &mut Ctx<'_>) -> Option<SsoConfig> {
             .filter_map(|(i, item)| ctx.leaf(item, &format!("sso.audience[{i}]"), non_empty))
             .collect::<Vec<_>>()
     });
+    let mut custom_fields = Vec::new();
+    for (field, claims) in raw.custom_fields.iter().flatten() {
+        let key = format!("sso.custom_fields.{field}");
+        if field.is_empty()
+            || !field
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+        {
+            ctx.error(
+                &key,
+                "a field name is letters, digits, _ and - (it becomes a header name)",
+            );
+            continue;
+        }
+        let names: Vec<String> = claims
+            .iter()
+            .enumerate()
+            .filter_map(|(i, claim)| ctx.leaf(claim, &format!("{key}[{i}]"), non_empty))
+            .collect();
+        if names.is_empty() {
+            ctx.error(&key, "list at least one claim name");
+        }
+        custom_fields.push((field.clone(), names));
+    }
     Some(SsoConfig {
         keys,
         entries,
+        custom_fields,
         leeway,
         max_token_age,
         require_exp,

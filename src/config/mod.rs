@@ -50,6 +50,23 @@ pub struct Config {
     pub routes: forum::RoutesConfig,
     /// Path prefixes that need a session.
     pub protect: Vec<String>,
+    pub admin: AdminConfig,
+}
+
+/// The admin API's listener; it runs only with a token.
+#[derive(Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -373,6 +390,22 @@ impl Config {
         let identity = forum::identity(raw.identity, ctx);
         let routes = forum::routes(&raw.routes, ctx);
         let protect = forum::protect(raw.protect.as_ref(), ctx);
+        let admin = AdminConfig {
+            listen: ctx
+                .opt(raw.admin.listen.as_ref(), "admin.listen", parse_socket_addr)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9090))),
+            token: ctx.opt(raw.admin.token.as_ref(), "admin.token", |s| {
+                if s.len() < auth::MIN_SECRET_BYTES {
+                    Err(format!(
+                        "too short: {} bytes, at least {} are required (e.g. `openssl rand -hex 32`)",
+                        s.len(),
+                        auth::MIN_SECRET_BYTES
+                    ))
+                } else {
+                    Ok(s.to_owned())
+                }
+            }),
+        };
         if sso.is_none() && !protect.is_empty() {
             ctx.error(
                 "protect",
@@ -410,6 +443,7 @@ impl Config {
             identity,
             routes,
             protect,
+            admin,
         })
     }
 }

@@ -24,6 +24,14 @@ pub struct RawConfig {
     pub identity: RawIdentity,
     pub routes: RawRoutes,
     pub protect: Option<Vec<Scalar>>,
+    pub admin: RawAdmin,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    pub listen: Option<Scalar>,
+    pub token: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +94,8 @@ pub struct RawSso {
     pub danger_accept_tokens_without_expiry: Option<Scalar>,
     pub issuer: Option<Scalar>,
     pub audience: Option<Vec<Scalar>>,
+    /// Profile field -> the token claims it may come from (Tribe's "external keys").
+    pub custom_fields: Option<std::collections::BTreeMap<String, Vec<Scalar>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

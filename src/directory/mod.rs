@@ -84,6 +84,8 @@ pub struct Member {
     pub status: Status,
     /// The profile of the entry route that created the member.
     pub profile: &'static str,
+    /// Spaces the member belongs to, and their role in each.
+    pub spaces: Vec<SpaceMembership>,
     pub created_at: i64,
     pub updated_at: i64,
     pub last_login_at: i64,
@@ -131,6 +133,55 @@ pub enum DirectoryError {
     Corrupt(String),
 }
 
+/// A session being opened, recorded with the sign-in so an operator can list and end it.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: String,
+    pub expires: i64,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A session as the admin API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+    pub revoked: bool,
+}
+
+/// One line of the audit trail: who did what to whom, when, from where.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEvent {
+    pub at: i64,
+    /// `sso` (a sign-in), `member` (a sign-out) or `admin`.
+    pub actor: String,
+    pub action: String,
+    pub member_id: Option<String>,
+    pub detail: Value,
+    pub address: Option<String>,
+}
+
+/// A member's place in a space (Tribe's spaces).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpaceMembership {
+    pub space_id: String,
+    /// `member` or `admin`.
+    pub role: String,
+}
+
+/// Which members to list.
+#[derive(Debug, Clone, Default)]
+pub struct MemberFilter {
+    pub email: Option<String>,
+    pub sub: Option<String>,
+    pub status: Option<Status>,
+    pub limit: i64,
+}
+
 /// The directory handle (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Directory {
@@ -146,45 +197,168 @@ impl Directory {
     }
 
     /// Records the token's use (refusing a replay), then finds, creates or updates the member `identity`
-    /// describes by `profile`'s rules and records the login, all in one transaction.
+    /// describes by `profile`'s rules, applies their spaces, records the session and the login, all in one
+    /// transaction. A deactivated member comes back unchanged, for the caller to refuse.
     pub async fn sign_in(
         &self,
         profile: Profile,
         identity: Identity,
         token: TokenUse,
+        session: Option<NewSession>,
         now: i64,
     ) -> Result<SignIn, DirectoryError> {
-        self.store.sign_in(profile, identity, token, now).await
+        self.store
+            .run(move |tx| sqlite::sign_in(tx, profile, &identity, &token, session.as_ref(), now))
+            .await
     }
 
-    /// Records an ended session (durably: a restart must not bring it back).
-    pub async fn revoke(
+    /// Forgets used tokens, ended sessions and issued sessions whose expiry has passed (in the background).
+    pub fn sweep(&self, now: i64) {
+        self.store.spawn(move |tx| sqlite::sweep(tx, now));
+    }
+
+    pub async fn member(&self, id: &str) -> Result<Option<Member>, DirectoryError> {
+        let id = id.to_owned();
+        self.store
+            .run(move |tx| sqlite::find(tx, "id = ?1", &id))
+            .await
+    }
+
+    pub async fn member_count(&self) -> Result<i64, DirectoryError> {
+        self.store
+            .run(|tx| Ok(tx.query_row("SELECT COUNT(*) FROM members", [], |row| row.get(0))?))
+            .await
+    }
+
+    pub async fn members(&self, filter: MemberFilter) -> Result<Vec<Member>, DirectoryError> {
+        self.store.run(move |tx| sqlite::list(tx, &filter)).await
+    }
+
+    /// A member's sign-out: the session is ended durably (a restart must not bring it back).
+    pub async fn sign_out(
         &self,
         session_id: &str,
         member_id: &str,
         until: i64,
+        now: i64,
     ) -> Result<(), DirectoryError> {
+        let (session_id, member_id) = (session_id.to_owned(), member_id.to_owned());
         self.store
-            .revoke(session_id.to_owned(), member_id.to_owned(), until)
+            .run(move |tx| {
+                sqlite::revoke(tx, &session_id, &member_id, until)?;
+                sqlite::audit(
+                    tx,
+                    now,
+                    "member",
+                    "sign_out",
+                    Some(&member_id),
+                    &serde_json::json!({"session": session_id}),
+                    None,
+                )
+            })
             .await
     }
 
     /// Sessions ended before and not yet expired, with their expiry.
     pub async fn revoked(&self, now: i64) -> Result<Vec<(String, i64)>, DirectoryError> {
-        self.store.revoked(now).await
+        self.store.run(move |tx| sqlite::revoked(tx, now)).await
     }
 
-    /// Forgets used tokens whose expiry has passed.
-    pub fn sweep_tokens(&self, now: i64) {
-        self.store.sweep_tokens(now);
+    /// An administrator changes a member's status. Deactivation also ends every live session of the member;
+    /// those are returned (id, expiry). `None` when there is no such member.
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: Status,
+        admin_address: Option<String>,
+        now: i64,
+    ) -> Result<Option<(Member, Vec<(String, i64)>)>, DirectoryError> {
+        let id = id.to_owned();
+        self.store
+            .run(move |tx| {
+                let Some(before) = sqlite::find(tx, "id = ?1", &id)? else { return Ok(None) };
+                sqlite::set_status(tx, &id, status, now)?;
+                let ended = if status == Status::Deactivated { sqlite::revoke_all(tx, &id, now)? } else { Vec::new() };
+                let detail = serde_json::json!({"from": before.status.as_str(), "to": status.as_str(), "sessions_ended": ended.len()});
+                sqlite::audit(tx, now, "admin", "status_changed", Some(&id), &detail, admin_address.as_deref())?;
+                let member = sqlite::find(tx, "id = ?1", &id)?;
+                Ok(member.map(|member| (member, ended)))
+            })
+            .await
     }
 
-    pub async fn member(&self, id: &str) -> Result<Option<Member>, DirectoryError> {
-        self.store.member(id.to_owned()).await
+    /// A member's sessions that have not expired (ended ones included, marked).
+    pub async fn sessions(
+        &self,
+        member_id: &str,
+        now: i64,
+    ) -> Result<Vec<SessionRecord>, DirectoryError> {
+        let member_id = member_id.to_owned();
+        self.store
+            .run(move |tx| sqlite::sessions_of(tx, &member_id, now))
+            .await
     }
 
-    pub async fn member_count(&self) -> Result<i64, DirectoryError> {
-        self.store.member_count().await
+    /// An administrator ends all of a member's sessions; returns them (id, expiry).
+    pub async fn end_sessions(
+        &self,
+        member_id: &str,
+        admin_address: Option<String>,
+        now: i64,
+    ) -> Result<Vec<(String, i64)>, DirectoryError> {
+        let member_id = member_id.to_owned();
+        self.store
+            .run(move |tx| {
+                let ended = sqlite::revoke_all(tx, &member_id, now)?;
+                let detail = serde_json::json!({"sessions_ended": ended.len()});
+                sqlite::audit(
+                    tx,
+                    now,
+                    "admin",
+                    "sessions_ended",
+                    Some(&member_id),
+                    &detail,
+                    admin_address.as_deref(),
+                )?;
+                Ok(ended)
+            })
+            .await
+    }
+
+    /// An administrator ends one session; returns its member and expiry, `None` when there is no such session.
+    pub async fn end_session(
+        &self,
+        session_id: &str,
+        admin_address: Option<String>,
+        now: i64,
+    ) -> Result<Option<(String, i64)>, DirectoryError> {
+        let session_id = session_id.to_owned();
+        self.store
+            .run(move |tx| {
+                let Some((member_id, until)) = sqlite::session(tx, &session_id)? else {
+                    return Ok(None);
+                };
+                sqlite::revoke(tx, &session_id, &member_id, until)?;
+                let detail = serde_json::json!({"session": session_id});
+                sqlite::audit(
+                    tx,
+                    now,
+                    "admin",
+                    "session_ended",
+                    Some(&member_id),
+                    &detail,
+                    admin_address.as_deref(),
+                )?;
+                Ok(Some((member_id, until)))
+            })
+            .await
+    }
+
+    /// The most recent audit events, newest first.
+    pub async fn audit(&self, limit: i64) -> Result<Vec<AuditEvent>, DirectoryError> {
+        self.store
+            .run(move |tx| sqlite::audit_events(tx, limit))
+            .await
     }
 }
 

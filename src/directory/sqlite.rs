@@ -1,7 +1,7 @@
 //! The embedded SQLite directory: one writer thread that commits in batches, WAL mode.
 //!
-//! SQLite allows one writer at a time, so every change goes through one thread that owns the connection. The thread
-//! takes whatever jobs have queued up and runs them in one transaction (each in its own savepoint, so one failure
+//! SQLite allows one writer at a time, so every query goes through one thread that owns the connection. The thread
+//! takes whatever work has queued up and runs it in one transaction (each piece in its own savepoint, so one failure
 //! does not undo the others): under load a single commit carries many logins. A caller hears back only after the
 //! commit, so an answered login is on disk, and WAL with `synchronous=NORMAL` keeps committed data through a crash
 //! of the process (`kill -9`); only a power cut can lose the last few commits.
@@ -9,15 +9,18 @@
 use std::path::Path;
 use std::sync::mpsc;
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
-use super::{DirectoryError, Member, SignIn, Status, TokenUse, email_key, new_member_id};
+use super::{
+    AuditEvent, DirectoryError, Member, MemberFilter, NewSession, SessionRecord, SignIn,
+    SpaceMembership, Status, TokenUse, email_key, new_member_id,
+};
 use crate::config::auth::Profile;
-use crate::sso::claims::Identity;
+use crate::sso::claims::{Identity, SpaceAction, SpaceRole, SpacesOperation};
 
-/// Jobs taken into one transaction at most.
+/// Pieces of work taken into one transaction at most.
 const MAX_BATCH: usize = 512;
 
 const SCHEMA: &[&str] = &[
@@ -57,45 +60,47 @@ const SCHEMA: &[&str] = &[
         member_id TEXT NOT NULL,
         until     INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // Version 4: spaces (Tribe's), every session issued (so an admin can list and end them), the audit trail.
+    "CREATE TABLE member_spaces (
+        member_id TEXT NOT NULL,
+        space_id  TEXT NOT NULL,
+        role      TEXT NOT NULL,
+        since     INTEGER NOT NULL,
+        PRIMARY KEY (member_id, space_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE sessions (
+        id         TEXT PRIMARY KEY,
+        member_id  TEXT NOT NULL,
+        issued_at  INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        address    TEXT,
+        user_agent TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_member ON sessions (member_id);
+    CREATE TABLE audit (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        at        INTEGER NOT NULL,
+        actor     TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        member_id TEXT,
+        detail    TEXT NOT NULL DEFAULT '{}',
+        address   TEXT
+    );
+    CREATE INDEX audit_member ON audit (member_id);",
 ];
 
 const MEMBER_COLUMNS: &str = "id, sub, email, name, first_name, last_name, tagline, title, picture, lang, timezone, \
 custom, status, profile, created_at, updated_at, last_login_at, login_count";
 
-enum Job {
-    SignIn {
-        profile: Profile,
-        identity: Box<Identity>,
-        token: TokenUse,
-        now: i64,
-        reply: oneshot::Sender<Result<SignIn, DirectoryError>>,
-    },
-    SweepTokens {
-        now: i64,
-    },
-    Revoke {
-        session_id: String,
-        member_id: String,
-        until: i64,
-        reply: oneshot::Sender<Result<(), DirectoryError>>,
-    },
-    Revoked {
-        now: i64,
-        reply: oneshot::Sender<Result<Vec<(String, i64)>, DirectoryError>>,
-    },
-    Member {
-        id: String,
-        reply: oneshot::Sender<Result<Option<Member>, DirectoryError>>,
-    },
-    Count {
-        reply: oneshot::Sender<Result<i64, DirectoryError>>,
-    },
-}
+/// Work for the writer thread. It runs inside the batch's transaction and returns what to do once the batch has
+/// committed (`None`) or failed to (`Some(error)`): answering only then is what makes an answer mean "on disk".
+type Work = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+type Finish = Box<dyn FnOnce(Option<&str>) + Send>;
 
 /// Handle on the writer thread; the thread ends when the last handle is dropped.
 #[derive(Debug, Clone)]
 pub struct SqliteDirectory {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Work>,
 }
 
 impl SqliteDirectory {
@@ -115,8 +120,6 @@ impl SqliteDirectory {
             .map_err(open_error)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_error)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_error)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(open_error)?;
         migrate(&mut conn).map_err(open_error)?;
@@ -124,7 +127,7 @@ impl SqliteDirectory {
         let (jobs, queue) = mpsc::channel();
         std::thread::Builder::new()
             .name("ssogate-directory".into())
-            .spawn(move || writer(conn, &queue))
+            .spawn(move || writer(&mut conn, &queue))
             .map_err(|source| DirectoryError::Folder {
                 path: path.display().to_string(),
                 source,
@@ -132,65 +135,39 @@ impl SqliteDirectory {
         Ok(Self { jobs })
     }
 
-    pub async fn sign_in(
+    /// Runs `work` on the writer thread, in its own savepoint of the next batch, and answers after the commit.
+    pub async fn run<T: Send + 'static>(
         &self,
-        profile: Profile,
-        identity: Identity,
-        token: TokenUse,
-        now: i64,
-    ) -> Result<SignIn, DirectoryError> {
+        work: impl FnOnce(&Connection) -> Result<T, DirectoryError> + Send + 'static,
+    ) -> Result<T, DirectoryError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Job::SignIn {
-            profile,
-            identity: Box::new(identity),
-            token,
-            now,
-            reply,
-        })?;
+        let job: Work = Box::new(move |conn: &Connection| {
+            let result = in_savepoint(conn, work);
+            Box::new(move |failed: Option<&str>| {
+                let result = match failed {
+                    None => result,
+                    Some(error) => Err(DirectoryError::Corrupt(format!("commit failed: {error}"))),
+                };
+                // A caller that went away (client hung up) just does not hear the answer; the change stands.
+                let _ = reply.send(result);
+            })
+        });
+        self.jobs.send(job).map_err(|_| DirectoryError::Stopped)?;
         answer.await.map_err(|_| DirectoryError::Stopped)?
     }
 
-    pub async fn revoke(
+    /// Like [`Self::run`], without waiting for (or hearing) the answer.
+    pub fn spawn(
         &self,
-        session_id: String,
-        member_id: String,
-        until: i64,
-    ) -> Result<(), DirectoryError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Job::Revoke {
-            session_id,
-            member_id,
-            until,
-            reply,
-        })?;
-        answer.await.map_err(|_| DirectoryError::Stopped)?
-    }
-
-    pub async fn revoked(&self, now: i64) -> Result<Vec<(String, i64)>, DirectoryError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Job::Revoked { now, reply })?;
-        answer.await.map_err(|_| DirectoryError::Stopped)?
-    }
-
-    /// Forgets used tokens that have expired (fire and forget: the writer runs it with the next batch).
-    pub fn sweep_tokens(&self, now: i64) {
-        let _ = self.send(Job::SweepTokens { now });
-    }
-
-    pub async fn member(&self, id: String) -> Result<Option<Member>, DirectoryError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Job::Member { id, reply })?;
-        answer.await.map_err(|_| DirectoryError::Stopped)?
-    }
-
-    pub async fn member_count(&self) -> Result<i64, DirectoryError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Job::Count { reply })?;
-        answer.await.map_err(|_| DirectoryError::Stopped)?
-    }
-
-    fn send(&self, job: Job) -> Result<(), DirectoryError> {
-        self.jobs.send(job).map_err(|_| DirectoryError::Stopped)
+        work: impl FnOnce(&Connection) -> Result<(), DirectoryError> + Send + 'static,
+    ) {
+        let job: Work = Box::new(move |conn: &Connection| {
+            if let Err(error) = in_savepoint(conn, work) {
+                tracing::warn!(error = %error, "directory: background work failed");
+            }
+            Box::new(|_: Option<&str>| {})
+        });
+        let _ = self.jobs.send(job);
     }
 }
 
@@ -211,7 +188,7 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 }
 
 /// The writer loop: take a batch, run it in one transaction, answer after the commit.
-fn writer(mut conn: Connection, queue: &mpsc::Receiver<Job>) {
+fn writer(conn: &mut Connection, queue: &mpsc::Receiver<Work>) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -220,147 +197,50 @@ fn writer(mut conn: Connection, queue: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        run_batch(&mut conn, batch);
-    }
-}
-
-/// A job's answer, held until the batch commits.
-enum Done {
-    Revoke(
-        oneshot::Sender<Result<(), DirectoryError>>,
-        Result<(), DirectoryError>,
-    ),
-    Revoked(
-        oneshot::Sender<Result<Vec<(String, i64)>, DirectoryError>>,
-        Result<Vec<(String, i64)>, DirectoryError>,
-    ),
-    SignIn(
-        oneshot::Sender<Result<SignIn, DirectoryError>>,
-        Result<SignIn, DirectoryError>,
-    ),
-    Member(
-        oneshot::Sender<Result<Option<Member>, DirectoryError>>,
-        Result<Option<Member>, DirectoryError>,
-    ),
-    Count(
-        oneshot::Sender<Result<i64, DirectoryError>>,
-        Result<i64, DirectoryError>,
-    ),
-}
-
-fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(error) => {
+        let began = conn.execute_batch("BEGIN IMMEDIATE");
+        if let Err(error) = &began {
             tracing::error!(error = %error, "directory: cannot begin a transaction");
-            return fail_all(batch, &error);
         }
-    };
-    let mut done = Vec::with_capacity(batch.len());
-    for job in batch {
-        done.push(match job {
-            Job::SignIn {
-                profile,
-                identity,
-                token,
-                now,
-                reply,
-            } => Done::SignIn(
-                reply,
-                in_savepoint(&mut tx, |tx| {
-                    use_token(tx, &token, now)?;
-                    sign_in(tx, profile, &identity, now)
-                }),
-            ),
-            Job::Revoke {
-                session_id,
-                member_id,
-                until,
-                reply,
-            } => Done::Revoke(
-                reply,
-                in_savepoint(&mut tx, |tx| {
-                    tx.prepare_cached(
-                        "INSERT OR REPLACE INTO revoked_sessions (id, member_id, until) VALUES (?1, ?2, ?3)",
-                    )?
-                    .execute(params![session_id, member_id, until])?;
-                    Ok(())
-                }),
-            ),
-            Job::Revoked { now, reply } => Done::Revoked(reply, revoked(&tx, now)),
-            Job::SweepTokens { now } => {
-                if let Err(error) = in_savepoint(&mut tx, |tx| sweep_tokens(tx, now)) {
-                    tracing::warn!(error = %error, "directory: sweeping used tokens failed");
-                }
-                continue;
-            }
-            Job::Member { id, reply } => Done::Member(reply, find(&tx, "id = ?1", &id)),
-            Job::Count { reply } => Done::Count(
-                reply,
-                tx.query_row("SELECT COUNT(*) FROM members", [], |row| row.get(0))
-                    .map_err(DirectoryError::from),
-            ),
+        let finishes: Vec<Finish> = batch.into_iter().map(|work| work(conn)).collect();
+        let committed = began.and_then(|()| conn.execute_batch("COMMIT"));
+        let failure = committed.err().map(|error| {
+            tracing::error!(error = %error, "directory: commit failed; the batch's changes are lost and reported");
+            let _ = conn.execute_batch("ROLLBACK");
+            error.to_string()
         });
-    }
-    if let Err(error) = tx.commit() {
-        tracing::error!(error = %error, "directory: commit failed; the batch's changes are lost and reported as errors");
-        for item in done {
-            let fail = || DirectoryError::Corrupt(format!("commit failed: {error}"));
-            match item {
-                Done::SignIn(reply, _) => drop(reply.send(Err(fail()))),
-                Done::Member(reply, _) => drop(reply.send(Err(fail()))),
-                Done::Revoke(reply, _) => drop(reply.send(Err(fail()))),
-                Done::Revoked(reply, _) => drop(reply.send(Err(fail()))),
-                Done::Count(reply, _) => drop(reply.send(Err(fail()))),
-            }
-        }
-        return;
-    }
-    for item in done {
-        // A caller that went away (client hung up) just does not hear the answer; the change stands.
-        match item {
-            Done::SignIn(reply, result) => drop(reply.send(result)),
-            Done::Member(reply, result) => drop(reply.send(result)),
-            Done::Revoke(reply, result) => drop(reply.send(result)),
-            Done::Revoked(reply, result) => drop(reply.send(result)),
-            Done::Count(reply, result) => drop(reply.send(result)),
+        for finish in finishes {
+            finish(failure.as_deref());
         }
     }
 }
 
-fn fail_all(batch: Vec<Job>, error: &rusqlite::Error) {
-    let fail = || DirectoryError::Corrupt(format!("cannot begin a transaction: {error}"));
-    for job in batch {
-        match job {
-            Job::SignIn { reply, .. } => drop(reply.send(Err(fail()))),
-            Job::SweepTokens { .. } => {}
-            Job::Member { reply, .. } => drop(reply.send(Err(fail()))),
-            Job::Revoke { reply, .. } => drop(reply.send(Err(fail()))),
-            Job::Revoked { reply, .. } => drop(reply.send(Err(fail()))),
-            Job::Count { reply } => drop(reply.send(Err(fail()))),
-        }
-    }
-}
-
+/// Runs `work` in a savepoint: on error, just its own changes are rolled back.
 fn in_savepoint<T>(
-    tx: &mut Transaction<'_>,
+    conn: &Connection,
     work: impl FnOnce(&Connection) -> Result<T, DirectoryError>,
 ) -> Result<T, DirectoryError> {
-    let savepoint = tx.savepoint()?;
-    let result = work(&savepoint);
-    if result.is_ok() {
-        savepoint.commit()?;
-    }
-    // Dropped without commit, the savepoint rolls back just this job.
+    conn.execute_batch("SAVEPOINT job")?;
+    let result = work(conn);
+    let end = if result.is_ok() {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    conn.execute_batch(end)?;
     result
 }
 
-fn sign_in(
+/// Signs a member in: the token's use, the member (found, created or updated by the profile's rules), their spaces,
+/// the new session and the audit line, all in one savepoint.
+pub(super) fn sign_in(
     tx: &Connection,
     profile: Profile,
     identity: &Identity,
+    token: &TokenUse,
+    session: Option<&NewSession>,
     now: i64,
 ) -> Result<SignIn, DirectoryError> {
+    use_token(tx, token, now)?;
     let key = email_key(&identity.email);
     let existing = match profile {
         Profile::Tribe => match find(
@@ -373,19 +253,83 @@ fn sign_in(
         },
         Profile::MeltingSpot => find(tx, "email_key = ?1", &key)?,
     };
-    let Some(mut member) = existing else {
-        return create(tx, profile, identity, &key, now).map(|member| SignIn {
-            member,
-            created: true,
-        });
+    let address = session.and_then(|s| s.address.as_deref());
+    let (mut member, created) = match existing {
+        None => (create(tx, profile, identity, &key, now)?, true),
+        Some(member) if member.status == Status::Deactivated => {
+            // Refused: nothing about the member changes, but the attempt is on record.
+            audit(
+                tx,
+                now,
+                "sso",
+                "sign_in_refused",
+                Some(&member.id),
+                &serde_json::json!({"status": "deactivated"}),
+                address,
+            )?;
+            return Ok(SignIn {
+                member,
+                created: false,
+            });
+        }
+        Some(mut member) => {
+            if member.status != Status::Active {
+                // MeltingSpot: members who come in through SSO are accepted, whatever their standing was.
+                let detail = serde_json::json!({"from": member.status.as_str(), "to": "active"});
+                tx.prepare_cached("UPDATE members SET status = 'active' WHERE id = ?1")?
+                    .execute([&member.id])?;
+                audit(
+                    tx,
+                    now,
+                    "sso",
+                    "status_changed",
+                    Some(&member.id),
+                    &detail,
+                    address,
+                )?;
+                member.status = Status::Active;
+            }
+            update(tx, profile, identity, &key, &mut member, now)?;
+            (member, false)
+        }
     };
+    if profile == Profile::Tribe {
+        apply_spaces(tx, &member.id, identity, now)?;
+    }
+    member.spaces = spaces_of(tx, &member.id)?;
+    if let Some(session) = session {
+        tx.prepare_cached(
+            "INSERT INTO sessions (id, member_id, issued_at, expires_at, address, user_agent) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![session.id, member.id, now, session.expires, session.address, session.user_agent])?;
+    }
+    audit(
+        tx,
+        now,
+        "sso",
+        "sign_in",
+        Some(&member.id),
+        &serde_json::json!({"profile": profile.as_str(), "created": created, "sub": identity.sub}),
+        address,
+    )?;
+    Ok(SignIn { member, created })
+}
 
+/// Tribe updates the profile on every login; MeltingSpot only records the login.
+fn update(
+    tx: &Connection,
+    profile: Profile,
+    identity: &Identity,
+    key: &str,
+    member: &mut Member,
+    now: i64,
+) -> Result<(), DirectoryError> {
     if profile == Profile::Tribe {
         if email_key(&member.email) != key {
             let taken: Option<String> = tx
                 .query_row(
                     "SELECT id FROM members WHERE email_key = ?1",
-                    [&key],
+                    [key],
                     |row| row.get(0),
                 )
                 .optional()?;
@@ -425,10 +369,7 @@ fn sign_in(
     }
     member.last_login_at = now;
     member.login_count += 1;
-    Ok(SignIn {
-        member,
-        created: false,
-    })
+    Ok(())
 }
 
 fn create(
@@ -453,6 +394,7 @@ fn create(
         custom: identity.custom.clone(),
         status: Status::Active,
         profile: profile.as_str(),
+        spaces: Vec::new(),
         created_at: now,
         updated_at: now,
         last_login_at: now,
@@ -484,6 +426,64 @@ fn create(
     Ok(member)
 }
 
+/// Tribe's space claims: `REPLACE` first removes the member from every space; then `spaceIds` joins as MEMBER
+/// (keeping a higher role the member already has); then `spaces` items apply in order, their `action` deciding, so
+/// an item in `spaces` wins over the same space in `spaceIds` (Tribe: "the action field is the determinant").
+fn apply_spaces(
+    tx: &Connection,
+    member_id: &str,
+    identity: &Identity,
+    now: i64,
+) -> Result<(), DirectoryError> {
+    let claims = &identity.spaces;
+    let mentioned = !claims.space_ids.is_empty() || !claims.spaces.is_empty();
+    if claims.operation == SpacesOperation::Replace && mentioned {
+        tx.prepare_cached("DELETE FROM member_spaces WHERE member_id = ?1")?
+            .execute([member_id])?;
+    }
+    for space in &claims.space_ids {
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO member_spaces (member_id, space_id, role, since) VALUES (?1, ?2, 'member', ?3)",
+        )?
+        .execute(params![member_id, space, now])?;
+    }
+    for change in &claims.spaces {
+        match change.action {
+            SpaceAction::Join => {
+                let role = match change.role {
+                    SpaceRole::Member => "member",
+                    SpaceRole::Admin => "admin",
+                };
+                tx.prepare_cached(
+                    "INSERT INTO member_spaces (member_id, space_id, role, since) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (member_id, space_id) DO UPDATE SET role = excluded.role",
+                )?
+                .execute(params![member_id, change.space_id, role, now])?;
+            }
+            SpaceAction::Leave => {
+                tx.prepare_cached(
+                    "DELETE FROM member_spaces WHERE member_id = ?1 AND space_id = ?2",
+                )?
+                .execute(params![member_id, change.space_id])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn spaces_of(tx: &Connection, member_id: &str) -> Result<Vec<SpaceMembership>, DirectoryError> {
+    let mut statement = tx.prepare_cached(
+        "SELECT space_id, role FROM member_spaces WHERE member_id = ?1 ORDER BY space_id",
+    )?;
+    let rows = statement.query_map([member_id], |row| {
+        Ok(SpaceMembership {
+            space_id: row.get(0)?,
+            role: row.get(1)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 /// Records the token's use; `Replayed` when it was used before and is still remembered.
 fn use_token(tx: &Connection, token: &TokenUse, now: i64) -> Result<(), DirectoryError> {
     let until: Option<Option<i64>> = tx
@@ -502,28 +502,174 @@ fn use_token(tx: &Connection, token: &TokenUse, now: i64) -> Result<(), Director
     Ok(())
 }
 
-fn revoked(tx: &Connection, now: i64) -> Result<Vec<(String, i64)>, DirectoryError> {
+pub(super) fn revoked(tx: &Connection, now: i64) -> Result<Vec<(String, i64)>, DirectoryError> {
     let mut statement =
         tx.prepare_cached("SELECT id, until FROM revoked_sessions WHERE until >= ?1")?;
     let rows = statement.query_map([now], |row| Ok((row.get(0)?, row.get(1)?)))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-fn sweep_tokens(tx: &Connection, now: i64) -> Result<(), DirectoryError> {
+pub(super) fn revoke(
+    tx: &Connection,
+    session_id: &str,
+    member_id: &str,
+    until: i64,
+) -> Result<(), DirectoryError> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO revoked_sessions (id, member_id, until) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![session_id, member_id, until])?;
+    Ok(())
+}
+
+/// Ends every live session of a member; returns them (id, expiry) for the in-memory list.
+pub(super) fn revoke_all(
+    tx: &Connection,
+    member_id: &str,
+    now: i64,
+) -> Result<Vec<(String, i64)>, DirectoryError> {
+    let live: Vec<(String, i64)> = {
+        let mut statement = tx.prepare_cached(
+            "SELECT id, expires_at FROM sessions WHERE member_id = ?1 AND expires_at > ?2
+               AND id NOT IN (SELECT id FROM revoked_sessions)",
+        )?;
+        let rows = statement.query_map(params![member_id, now], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    for (id, until) in &live {
+        revoke(tx, id, member_id, *until)?;
+    }
+    Ok(live)
+}
+
+pub(super) fn sweep(tx: &Connection, now: i64) -> Result<(), DirectoryError> {
+    tx.prepare_cached("DELETE FROM used_tokens WHERE until IS NOT NULL AND until < ?1")?
+        .execute([now])?;
     tx.prepare_cached("DELETE FROM revoked_sessions WHERE until < ?1")?
         .execute([now])?;
-    tx.prepare_cached("DELETE FROM used_tokens WHERE until IS NOT NULL AND until < ?1")?
+    tx.prepare_cached("DELETE FROM sessions WHERE expires_at < ?1")?
         .execute([now])?;
     Ok(())
 }
 
-fn find(tx: &Connection, condition: &str, value: &str) -> Result<Option<Member>, DirectoryError> {
+pub(super) fn audit(
+    tx: &Connection,
+    now: i64,
+    actor: &str,
+    action: &str,
+    member_id: Option<&str>,
+    detail: &Value,
+    address: Option<&str>,
+) -> Result<(), DirectoryError> {
+    tx.prepare_cached(
+        "INSERT INTO audit (at, actor, action, member_id, detail, address) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![now, actor, action, member_id, detail.to_string(), address])?;
+    Ok(())
+}
+
+pub(super) fn audit_events(tx: &Connection, limit: i64) -> Result<Vec<AuditEvent>, DirectoryError> {
+    let mut statement = tx.prepare_cached(
+        "SELECT at, actor, action, member_id, detail, address FROM audit ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = statement.query_map([limit], |row| {
+        let detail: String = row.get(4)?;
+        Ok(AuditEvent {
+            at: row.get(0)?,
+            actor: row.get(1)?,
+            action: row.get(2)?,
+            member_id: row.get(3)?,
+            detail: serde_json::from_str(&detail).unwrap_or(Value::Null),
+            address: row.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+pub(super) fn sessions_of(
+    tx: &Connection,
+    member_id: &str,
+    now: i64,
+) -> Result<Vec<SessionRecord>, DirectoryError> {
+    let mut statement = tx.prepare_cached(
+        "SELECT s.id, s.issued_at, s.expires_at, s.address, s.user_agent, r.id IS NOT NULL
+           FROM sessions s LEFT JOIN revoked_sessions r ON r.id = s.id
+          WHERE s.member_id = ?1 AND s.expires_at > ?2 ORDER BY s.issued_at DESC",
+    )?;
+    let rows = statement.query_map(params![member_id, now], |row| {
+        Ok(SessionRecord {
+            id: row.get(0)?,
+            issued_at: row.get(1)?,
+            expires_at: row.get(2)?,
+            address: row.get(3)?,
+            user_agent: row.get(4)?,
+            revoked: row.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The member a session belongs to, and its expiry.
+pub(super) fn session(
+    tx: &Connection,
+    session_id: &str,
+) -> Result<Option<(String, i64)>, DirectoryError> {
+    Ok(tx
+        .prepare_cached("SELECT member_id, expires_at FROM sessions WHERE id = ?1")?
+        .query_row([session_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?)
+}
+
+pub(super) fn set_status(
+    tx: &Connection,
+    id: &str,
+    status: Status,
+    now: i64,
+) -> Result<bool, DirectoryError> {
+    let changed = tx
+        .prepare_cached("UPDATE members SET status = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id, status.as_str(), now])?;
+    Ok(changed == 1)
+}
+
+pub(super) fn list(tx: &Connection, filter: &MemberFilter) -> Result<Vec<Member>, DirectoryError> {
+    let sql = format!(
+        "SELECT {MEMBER_COLUMNS} FROM members
+          WHERE (?1 IS NULL OR email_key = ?1) AND (?2 IS NULL OR sub = ?2) AND (?3 IS NULL OR status = ?3)
+          ORDER BY created_at, id LIMIT ?4"
+    );
+    let email = filter.email.as_deref().map(email_key);
+    let status = filter.status.map(Status::as_str);
+    let mut statement = tx.prepare_cached(&sql)?;
+    let raws = statement
+        .query_map(params![email, filter.sub, status, filter.limit], row_to_raw)?
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(statement);
+    raws.into_iter()
+        .map(|raw| {
+            let mut member = raw.into_member()?;
+            member.spaces = spaces_of(tx, &member.id)?;
+            Ok(member)
+        })
+        .collect()
+}
+
+pub(super) fn find(
+    tx: &Connection,
+    condition: &str,
+    value: &str,
+) -> Result<Option<Member>, DirectoryError> {
     let sql = format!("SELECT {MEMBER_COLUMNS} FROM members WHERE {condition}");
     let row = tx
         .prepare_cached(&sql)?
         .query_row([value], row_to_raw)
         .optional()?;
-    row.map(RawMember::into_member).transpose()
+    let Some(raw) = row else { return Ok(None) };
+    let mut member = raw.into_member()?;
+    member.spaces = spaces_of(tx, &member.id)?;
+    Ok(Some(member))
 }
 
 /// A row as SQLite gives it, before the text columns are parsed.
@@ -551,6 +697,7 @@ fn row_to_raw(row: &Row<'_>) -> rusqlite::Result<RawMember> {
             custom: Map::new(),
             status: Status::Active,
             profile: "tribe",
+            spaces: Vec::new(),
             created_at: row.get(14)?,
             updated_at: row.get(15)?,
             last_login_at: row.get(16)?,
@@ -624,6 +771,7 @@ mod tests {
                 Profile::Tribe,
                 identity("1", "Ada@Example.com", "Ada"),
                 fresh(),
+                None,
                 100,
             )
             .await
@@ -634,6 +782,7 @@ mod tests {
                 Profile::Tribe,
                 identity("1", "ada@new.example", "Ada L."),
                 fresh(),
+                None,
                 200,
             )
             .await
@@ -648,6 +797,7 @@ mod tests {
                 Profile::Tribe,
                 identity("99", "ADA@new.example", "Ada"),
                 fresh(),
+                None,
                 300,
             )
             .await
@@ -660,6 +810,7 @@ mod tests {
                 Profile::Tribe,
                 identity("2", "bob@example.com", "Bob"),
                 fresh(),
+                None,
                 300,
             )
             .await
@@ -669,6 +820,7 @@ mod tests {
                 Profile::Tribe,
                 identity("2", "ada@new.example", "Bob"),
                 fresh(),
+                None,
                 400,
             )
             .await;
@@ -687,13 +839,13 @@ mod tests {
         let mut zoe = identity("u1", "zoe@example.fr", "Zoë Z");
         zoe.first_name = Some("Zoë".into());
         let first = directory
-            .sign_in(Profile::MeltingSpot, zoe.clone(), fresh(), 100)
+            .sign_in(Profile::MeltingSpot, zoe.clone(), fresh(), None, 100)
             .await
             .unwrap();
         let mut renamed = zoe.clone();
         renamed.name = "Other Name".into();
         let again = directory
-            .sign_in(Profile::MeltingSpot, renamed, fresh(), 200)
+            .sign_in(Profile::MeltingSpot, renamed, fresh(), None, 200)
             .await
             .unwrap();
         assert_eq!(again.member.id, first.member.id);
@@ -704,7 +856,7 @@ mod tests {
         let mut moved = zoe;
         moved.email = "zoe@elsewhere.fr".into();
         let new = directory
-            .sign_in(Profile::MeltingSpot, moved, fresh(), 300)
+            .sign_in(Profile::MeltingSpot, moved, fresh(), None, 300)
             .await
             .unwrap();
         assert!(new.created);
@@ -726,6 +878,7 @@ mod tests {
                         Profile::Tribe,
                         identity("same", "same@example.com", "Same"),
                         fresh(),
+                        None,
                         100 + i,
                     )
                     .await
@@ -748,12 +901,14 @@ mod tests {
         let ada = || identity("t", "t@example.com", "T");
         assert!(
             directory
-                .sign_in(Profile::Tribe, ada(), once, 1)
+                .sign_in(Profile::Tribe, ada(), once, None, 1)
                 .await
                 .is_ok()
         );
         assert!(matches!(
-            directory.sign_in(Profile::Tribe, ada(), once, 2).await,
+            directory
+                .sign_in(Profile::Tribe, ada(), once, None, 2)
+                .await,
             Err(DirectoryError::Replayed)
         ));
         drop(directory);
@@ -761,7 +916,9 @@ mod tests {
         let directory = Directory::open_sqlite(&path).unwrap();
         assert_eq!(directory.member_count().await.unwrap(), 2);
         assert!(matches!(
-            directory.sign_in(Profile::Tribe, ada(), once, 3).await,
+            directory
+                .sign_in(Profile::Tribe, ada(), once, None, 3)
+                .await,
             Err(DirectoryError::Replayed)
         ));
         // A token remembered until t=10 may be used again after that (it would fail its exp check anyway).
@@ -771,18 +928,20 @@ mod tests {
         };
         assert!(
             directory
-                .sign_in(Profile::Tribe, ada(), expiring, 5)
+                .sign_in(Profile::Tribe, ada(), expiring, None, 5)
                 .await
                 .is_ok()
         );
         assert!(matches!(
-            directory.sign_in(Profile::Tribe, ada(), expiring, 9).await,
+            directory
+                .sign_in(Profile::Tribe, ada(), expiring, None, 9)
+                .await,
             Err(DirectoryError::Replayed)
         ));
-        directory.sweep_tokens(11);
+        directory.sweep(11);
         assert!(
             directory
-                .sign_in(Profile::Tribe, ada(), expiring, 11)
+                .sign_in(Profile::Tribe, ada(), expiring, None, 11)
                 .await
                 .is_ok()
         );

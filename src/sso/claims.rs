@@ -95,11 +95,21 @@ pub enum SpacesOperation {
 
 impl Identity {
     /// Applies `profile` to verified claims.
-    pub fn from_claims(profile: Profile, claims: &Map<String, Value>) -> Result<Self, TokenError> {
-        match profile {
-            Profile::Tribe => tribe(claims),
-            Profile::MeltingSpot => meltingspot(claims),
+    /// `custom_fields` maps profile fields to claim names (Tribe's external keys); when empty, every claim without a
+    /// meaning of its own is kept as a custom field.
+    pub fn from_claims(
+        profile: Profile,
+        claims: &Map<String, Value>,
+        custom_fields: &[(String, Vec<String>)],
+    ) -> Result<Self, TokenError> {
+        let mut identity = match profile {
+            Profile::Tribe => tribe(claims)?,
+            Profile::MeltingSpot => meltingspot(claims)?,
+        };
+        if !custom_fields.is_empty() {
+            identity.custom = map_custom_fields(claims, custom_fields);
         }
+        Ok(identity)
     }
 }
 
@@ -155,6 +165,30 @@ fn meltingspot(claims: &Map<String, Value>) -> Result<Identity, TokenError> {
         }
     });
     Ok(identity)
+}
+
+/// Each field takes the first of its claims that is present and not empty.
+fn map_custom_fields(
+    claims: &Map<String, Value>,
+    custom_fields: &[(String, Vec<String>)],
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (field, names) in custom_fields {
+        let value = names
+            .iter()
+            .filter_map(|name| claims.get(name))
+            .find(|value| match value {
+                Value::Null => false,
+                Value::String(text) => !text.trim().is_empty(),
+                Value::Array(items) => !items.is_empty(),
+                Value::Object(map) => !map.is_empty(),
+                _ => true,
+            });
+        if let Some(value) = value {
+            out.insert(field.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// `sub` as a string: a JSON string, or an integer (both docs' samples send `user.id`) in decimal.
@@ -371,6 +405,30 @@ mod tests {
 
     use super::*;
 
+    fn parse(profile: Profile, claims: &Map<String, Value>) -> Result<Identity, TokenError> {
+        Identity::from_claims(profile, claims, &[])
+    }
+
+    #[test]
+    fn external_keys_take_the_first_non_empty_claim() {
+        let claims = claims(
+            json!({"sub": 1, "email": "a@b.co", "name": "A", "org": "", "company": "ACME", "x": 1}),
+        );
+        let mapping = vec![
+            (
+                "company".to_owned(),
+                vec!["org".to_owned(), "company".to_owned()],
+            ),
+            ("missing".to_owned(), vec!["nope".to_owned()]),
+        ];
+        let identity = Identity::from_claims(Profile::Tribe, &claims, &mapping).unwrap();
+        assert_eq!(identity.custom, claims_map(json!({"company": "ACME"})));
+    }
+
+    fn claims_map(value: Value) -> Map<String, Value> {
+        claims(value)
+    }
+
     fn claims(value: Value) -> Map<String, Value> {
         match value {
             Value::Object(map) => map,
@@ -380,7 +438,7 @@ mod tests {
 
     #[test]
     fn tribe_profile_with_integer_sub_and_custom_fields() {
-        let identity = Identity::from_claims(
+        let identity = parse(
             Profile::Tribe,
             &claims(json!({
                 "sub": 42, "email": "ada@example.com", "name": "Ada Lovelace", "tagline": "Poet of science",
@@ -409,7 +467,7 @@ mod tests {
     fn meltingspot_defaults_and_limits() {
         let base =
             json!({"sub": "u1", "firstName": "Zoë", "lastName": "Ñúñez", "email": "z@example.fr"});
-        let identity = Identity::from_claims(Profile::MeltingSpot, &claims(base.clone())).unwrap();
+        let identity = parse(Profile::MeltingSpot, &claims(base.clone())).unwrap();
         assert_eq!(identity.name, "Zoë Ñúñez");
         assert_eq!(identity.lang.as_deref(), Some("en"));
         assert_eq!(identity.timezone.as_deref(), Some("Europe/Paris"));
@@ -418,7 +476,7 @@ mod tests {
         with.insert("lang".into(), json!("es"));
         with.insert("timezone".into(), json!("Mars/Olympus"));
         with.insert("avatarUrl".into(), json!("ftp://x/y.png"));
-        let identity = Identity::from_claims(Profile::MeltingSpot, &with).unwrap();
+        let identity = parse(Profile::MeltingSpot, &with).unwrap();
         assert_eq!(identity.lang.as_deref(), Some("en"));
         assert_eq!(identity.timezone.as_deref(), Some("Europe/Paris"));
         assert_eq!(identity.picture, None);
@@ -427,7 +485,7 @@ mod tests {
         let mut with = claims(base.clone());
         with.insert("timezone".into(), json!("America/Argentina/Buenos_Aires"));
         with.insert("lang".into(), json!("de"));
-        let identity = Identity::from_claims(Profile::MeltingSpot, &with).unwrap();
+        let identity = parse(Profile::MeltingSpot, &with).unwrap();
         assert_eq!(
             identity.timezone.as_deref(),
             Some("America/Argentina/Buenos_Aires")
@@ -437,7 +495,7 @@ mod tests {
         let mut long = claims(base);
         long.insert("lastName".into(), json!("x".repeat(256)));
         assert!(matches!(
-            Identity::from_claims(Profile::MeltingSpot, &long),
+            parse(Profile::MeltingSpot, &long),
             Err(TokenError::InvalidClaim {
                 claim: "lastName",
                 ..
@@ -449,7 +507,7 @@ mod tests {
     fn required_claims_are_named() {
         let missing = claims(json!({"sub": "1", "name": "A"}));
         assert_eq!(
-            Identity::from_claims(Profile::Tribe, &missing),
+            parse(Profile::Tribe, &missing),
             Err(TokenError::MissingClaim("email"))
         );
         for bad_sub in [
@@ -462,7 +520,7 @@ mod tests {
             let c = claims(json!({"sub": bad_sub, "name": "A", "email": "a@b.co"}));
             assert!(
                 matches!(
-                    Identity::from_claims(Profile::Tribe, &c),
+                    parse(Profile::Tribe, &c),
                     Err(TokenError::InvalidClaim { claim: "sub", .. })
                 ),
                 "{bad_sub}"
@@ -470,7 +528,7 @@ mod tests {
         }
         let c = claims(json!({"sub": "1", "name": "A", "email": "not-an-email"}));
         assert!(matches!(
-            Identity::from_claims(Profile::Tribe, &c),
+            parse(Profile::Tribe, &c),
             Err(TokenError::InvalidClaim { claim: "email", .. })
         ));
     }

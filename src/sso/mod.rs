@@ -30,7 +30,7 @@ use crate::assertion::Assertion;
 use crate::body::Body;
 use crate::config::Config;
 use crate::config::auth::{EntryConfig, Profile};
-use crate::directory::{Directory, DirectoryError, Status, TokenUse};
+use crate::directory::{Directory, DirectoryError, Member, NewSession, Status, TokenUse};
 use crate::identity::{ForumIdentity, MemberCache, MemberEntry};
 use crate::limit::SsoLimits;
 use crate::reject::Rejection;
@@ -59,6 +59,8 @@ pub struct Sso {
     revoked: DashMap<String, i64>,
     identity: ForumIdentity,
     routes: ForumRoutes,
+    /// Tribe's "external keys": custom profile field -> token claims, first non-empty wins.
+    custom_fields: Vec<(String, Vec<String>)>,
 }
 
 /// One entry route and the paths it answers on.
@@ -137,6 +139,7 @@ impl Sso {
             revoked,
             identity: ForumIdentity::new(&config.identity, assertion),
             routes,
+            custom_fields: sso.custom_fields.clone(),
         }))
     }
 
@@ -173,11 +176,69 @@ impl Sso {
         entry.is_active().then_some((session, entry))
     }
 
+    /// An administrator changes a member's status; it takes effect on the member's next request (deactivation also
+    /// ends every session they have). `None` when there is no such member.
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: Status,
+        admin_address: Option<String>,
+    ) -> Result<Option<Member>, DirectoryError> {
+        let Some((member, ended)) = self
+            .directory
+            .set_status(id, status, admin_address, now())
+            .await?
+        else {
+            return Ok(None);
+        };
+        for (session, until) in ended {
+            self.revoked.insert(session, until);
+        }
+        self.members.put(&self.identity, member.clone());
+        Ok(Some(member))
+    }
+
+    /// An administrator ends all of a member's sessions; returns how many.
+    pub async fn end_sessions(
+        &self,
+        member_id: &str,
+        admin_address: Option<String>,
+    ) -> Result<usize, DirectoryError> {
+        let ended = self
+            .directory
+            .end_sessions(member_id, admin_address, now())
+            .await?;
+        let count = ended.len();
+        for (session, until) in ended {
+            self.revoked.insert(session, until);
+        }
+        Ok(count)
+    }
+
+    /// An administrator ends one session; `false` when there is no such session.
+    pub async fn end_session(
+        &self,
+        session_id: &str,
+        admin_address: Option<String>,
+    ) -> Result<bool, DirectoryError> {
+        match self
+            .directory
+            .end_session(session_id, admin_address, now())
+            .await?
+        {
+            Some((_, until)) => {
+                self.revoked.insert(session_id.to_owned(), until);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Ends a session everywhere: in memory at once, durably before returning.
     pub async fn log_out(&self, session: &Session) -> Result<(), DirectoryError> {
         self.revoked.insert(session.id.clone(), session.expires);
         self.directory
-            .revoke(&session.id, &session.member_id, session.expires)
+            .sign_out(&session.id, &session.member_id, session.expires, now())
             .await?;
         tracing::info!(target: "ssogate::sso", member = %session.member_id, session = %session.id, "signed out");
         Ok(())
@@ -201,7 +262,7 @@ impl Sso {
         let now = now();
         self.replay.sweep(now);
         self.revoked.retain(|_, until| *until >= now);
-        self.directory.sweep_tokens(now);
+        self.directory.sweep(now);
         self.limits.prune();
     }
 
@@ -225,13 +286,19 @@ impl Sso {
         if let Err(limited) = self.limits.check_ip(client_ip) {
             return Err(Rejection::RateLimited(limited));
         }
+        let user_agent = request
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(256).collect::<String>());
         let params = read_params(request).await?;
         let token = entry.token(&params)?;
         let now = now();
 
         let verified = self.verifier.verify(token, now).map_err(Rejection::Token)?;
-        let identity = Identity::from_claims(entry.config.profile, &verified.claims)
-            .map_err(Rejection::Token)?;
+        let identity =
+            Identity::from_claims(entry.config.profile, &verified.claims, &self.custom_fields)
+                .map_err(Rejection::Token)?;
         // Replays are refused twice over: in memory (cheap, before any I/O) and in the directory, in the sign-in's
         // own transaction, which survives a restart. A token without expiry (only with
         // danger_accept_tokens_without_expiry) is remembered forever, in the directory alone. The subject limit
@@ -260,9 +327,17 @@ impl Sso {
         }
         let profile = entry.config.profile;
         let sub = identity.sub.clone();
+        // The session's id exists before the member does, so both are recorded in the same transaction.
+        let session = self.sessions.open_new("", now);
+        let new_session = NewSession {
+            id: session.id.clone(),
+            expires: session.expires,
+            address: Some(client_ip.to_string()),
+            user_agent,
+        };
         let signed_in = self
             .directory
-            .sign_in(profile, identity, token_use, now)
+            .sign_in(profile, identity, token_use, Some(new_session), now)
             .await
             .map_err(|error| match error {
                 DirectoryError::Replayed => Rejection::Token(TokenError::Replayed),
@@ -283,7 +358,11 @@ impl Sso {
 
         let member_id = member.id.clone();
         self.members.put(&self.identity, member);
-        let (session, set_cookie) = self.sessions.issue(&member_id, now);
+        let session = Session {
+            member_id: member_id.clone(),
+            ..session
+        };
+        let set_cookie = self.sessions.set_cookie(&session);
         let (location, unsafe_reason) =
             return_path::or_root(params.get(&entry.config.return_param));
         if let Some(reason) = unsafe_reason {

@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub tls_addr: Option<SocketAddr>,
+    /// The admin API, when the config has `admin.token` (use `admin.listen: 127.0.0.1:0`).
+    pub admin_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     done: Option<tokio::task::JoinHandle<bool>>,
 }
@@ -34,11 +36,13 @@ impl TestGateway {
         let running = ssogate::start(&config).await.expect("gateway starts");
         let addr = running.http_addr.or(running.tls_addr).expect("a listener");
         let tls_addr = running.tls_addr;
+        let admin_addr = running.admin_addr;
         let shutdown = running.shutdown_token();
         let done = tokio::spawn(running.serve_until_stopped());
         Self {
             addr,
             tls_addr,
+            admin_addr,
             shutdown,
             done: Some(done),
         }
