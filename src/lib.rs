@@ -18,6 +18,7 @@ pub mod admin;
 pub mod assertion;
 pub mod body;
 pub mod canonical;
+pub mod cli_members;
 pub mod config;
 pub mod directory;
 pub mod forwarded;

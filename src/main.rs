@@ -1,4 +1,4 @@
-//! The `ssogate` command: run the gateway, check a config file, make development certificates.
+//! The `ssogate` command: run the gateway, check a config file, make development certificates, administer members.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +50,11 @@ enum Command {
         #[arg(long = "host", value_name = "NAME")]
         hosts: Vec<String>,
     },
+    /// Find members, change their status and end their sessions, through a running gateway's admin API.
+    ///
+    /// Address and token: --admin-url and --token (or SSOGATE_ADMIN_TOKEN), else the `admin` section of --config,
+    /// else http://127.0.0.1:9090. Exits 0 on success, 1 when the API refuses or cannot be reached, 2 on a usage error.
+    Members(ssogate::cli_members::MembersArgs),
 }
 
 const EXAMPLES: &str = "\
@@ -57,7 +62,8 @@ Examples:
   ssogate --config /etc/ssogate/ssogate.yaml     run the gateway
   SSOGATE_CONFIG=ssogate.yaml ssogate            the same, config from the environment
   ssogate check-config ssogate.yaml              validate before (re)starting
-  ssogate dev-certs --out certs/dev              TLS files for local testing";
+  ssogate dev-certs --out certs/dev              TLS files for local testing
+  ssogate members list --status deactivated      members, through the admin API (see members --help)";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -65,6 +71,7 @@ fn main() -> ExitCode {
         Command::Run => run(cli.config),
         Command::CheckConfig { path } => check_config(path.or(cli.config)),
         Command::DevCerts { out, hosts } => dev_certs(&out, &hosts),
+        Command::Members(args) => ssogate::cli_members::run(args, cli.config.as_deref()),
     }
 }
 

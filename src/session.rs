@@ -187,19 +187,25 @@ impl Sessions {
     }
 }
 
-/// 128 random bits, base64url: unguessable session and token ids.
+/// 128 random bits, base64url: unguessable session ids.
 pub fn random_id() -> String {
     use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes())
+}
+
+/// 16 bytes from the system RNG. aws-lc's RNG does not fail on Linux; if it ever did, the time (never zeros, which
+/// would collide on every call) stands in, and the failure is logged.
+pub fn random_bytes() -> [u8; 16] {
     let mut bytes = [0u8; 16];
-    // aws-lc's system RNG does not fail on Linux; if it ever did, an all-zero id would collide, so fall back to time.
     if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        tracing::error!("the system random number generator failed; ids fall back to the clock");
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or_default();
         bytes = nanos.to_le_bytes();
     }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    bytes
 }
 
 #[cfg(test)]

@@ -375,7 +375,8 @@ fn sso_key(raw: &RawKey, key: &str, ctx: &mut Ctx<'_>) -> Option<SsoKey> {
     }
 }
 
-fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
+/// A JWT algorithm name, as the config and the token header write it.
+pub(crate) fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
     Ok(match text {
         "HS256" => Algorithm::HS256,
         "HS384" => Algorithm::HS384,
@@ -397,7 +398,8 @@ fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
     })
 }
 
-fn secret_bytes(text: &str) -> Result<Vec<u8>, String> {
+/// A secret of at least [`MIN_SECRET_BYTES`] bytes.
+pub(super) fn secret_bytes(text: &str) -> Result<Vec<u8>, String> {
     if text.len() < MIN_SECRET_BYTES {
         return Err(format!(
             "too short: {} bytes, at least {MIN_SECRET_BYTES} are required (e.g. `openssl rand -hex 32`)",

@@ -183,17 +183,11 @@ fn assertion(raw: &RawAssertion, ctx: &mut Ctx<'_>) -> Option<AssertionConfig> {
         )
         .unwrap_or_else(|| "HS256".to_owned());
     let key = if algorithm == "HS256" {
-        let secret = ctx.required(raw.secret.as_ref(), "identity.assertion.secret", |s| {
-            if s.len() < super::auth::MIN_SECRET_BYTES {
-                Err(format!(
-                    "too short: {} bytes, at least {} are required",
-                    s.len(),
-                    super::auth::MIN_SECRET_BYTES
-                ))
-            } else {
-                Ok(s.as_bytes().to_vec())
-            }
-        })?;
+        let secret = ctx.required(
+            raw.secret.as_ref(),
+            "identity.assertion.secret",
+            super::auth::secret_bytes,
+        )?;
         AssertionKey::Hs256(secret)
     } else {
         let path = ctx.required(

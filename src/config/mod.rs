@@ -395,15 +395,7 @@ impl Config {
                 .opt(raw.admin.listen.as_ref(), "admin.listen", parse_socket_addr)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9090))),
             token: ctx.opt(raw.admin.token.as_ref(), "admin.token", |s| {
-                if s.len() < auth::MIN_SECRET_BYTES {
-                    Err(format!(
-                        "too short: {} bytes, at least {} are required (e.g. `openssl rand -hex 32`)",
-                        s.len(),
-                        auth::MIN_SECRET_BYTES
-                    ))
-                } else {
-                    Ok(s.to_owned())
-                }
+                auth::secret_bytes(s).map(|_| s.to_owned())
             }),
         };
         if sso.is_none() && !protect.is_empty() {

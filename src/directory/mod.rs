@@ -369,15 +369,7 @@ pub fn email_key(email: &str) -> String {
 
 /// A random (version 4) UUID: the member's gateway id.
 pub fn new_member_id() -> String {
-    let mut bytes = [0u8; 16];
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        // The system RNG does not fail on Linux; never hand out a predictable id if it does.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        bytes = nanos.to_le_bytes();
-    }
+    let mut bytes = crate::session::random_bytes();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
