@@ -128,14 +128,16 @@ async fn route(
             Ok(json_response(StatusCode::OK, &json!({ "ended": ended })))
         }
         (Method::DELETE, ["admin", "sessions", session]) => {
-            if sso.end_session(session, admin).await? {
-                Ok(json_response(StatusCode::OK, &json!({ "ended": 1 })))
-            } else {
-                Err(ApiError::new(
+            match sso.end_session(session, admin).await? {
+                Some(ended) => Ok(json_response(
+                    StatusCode::OK,
+                    &json!({ "ended": u8::from(ended) }),
+                )),
+                None => Err(ApiError::new(
                     StatusCode::NOT_FOUND,
                     "no_such_session",
                     "no session with that id",
-                ))
+                )),
             }
         }
         (Method::GET, ["admin", "audit"]) => {
@@ -168,8 +170,12 @@ fn authorize(request: &Request<Incoming>, token: &str) -> Result<(), ApiError> {
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        // RFC 9110 §11.1: the scheme name is case-insensitive.
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        })
+        .map(|(_, token)| token.trim());
     let Some(given) = given else {
         return Err(ApiError::unauthorized(
             "an Authorization: Bearer token is required",

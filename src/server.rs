@@ -156,7 +156,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                 source,
             })?;
         running.admin_addr = listener.local_addr().ok();
-        tracing::info!(addr = %config.admin.listen, "admin API listening");
+        tracing::info!(addr = %running.admin_addr.unwrap_or(config.admin.listen), "admin API listening");
         tokio::spawn(admin_loop(
             listener,
             Arc::clone(&shared),
@@ -314,6 +314,7 @@ async fn admin_loop(
         };
         let shared = Arc::clone(&shared);
         let token = Arc::clone(&token);
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let shared = Arc::clone(&shared);
@@ -326,9 +327,16 @@ async fn admin_loop(
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10));
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            // On shutdown an admin connection finishes the request it is serving and takes no more.
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
         });
     }
 }

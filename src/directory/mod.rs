@@ -331,13 +331,22 @@ impl Directory {
         session_id: &str,
         admin_address: Option<String>,
         now: i64,
-    ) -> Result<Option<(String, i64)>, DirectoryError> {
+    ) -> Result<Option<(String, i64, bool)>, DirectoryError> {
         let session_id = session_id.to_owned();
         self.store
             .run(move |tx| {
                 let Some((member_id, until)) = sqlite::session(tx, &session_id)? else {
                     return Ok(None);
                 };
+                let already: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE id = ?1)",
+                    [&session_id],
+                    |row| row.get(0),
+                )?;
+                if already || until <= now {
+                    // Ended or expired already: nothing to do, and nothing to add to the audit trail.
+                    return Ok(Some((member_id, until, false)));
+                }
                 sqlite::revoke(tx, &session_id, &member_id, until)?;
                 let detail = serde_json::json!({"session": session_id});
                 sqlite::audit(
@@ -349,7 +358,7 @@ impl Directory {
                     &detail,
                     admin_address.as_deref(),
                 )?;
-                Ok(Some((member_id, until)))
+                Ok(Some((member_id, until, true)))
             })
             .await
     }

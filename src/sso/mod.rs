@@ -215,22 +215,25 @@ impl Sso {
         Ok(count)
     }
 
-    /// An administrator ends one session; `false` when there is no such session.
+    /// An administrator ends one session: `Some(true)` ended now, `Some(false)` already ended or expired, `None` no
+    /// such session.
     pub async fn end_session(
         &self,
         session_id: &str,
         admin_address: Option<String>,
-    ) -> Result<bool, DirectoryError> {
+    ) -> Result<Option<bool>, DirectoryError> {
         match self
             .directory
             .end_session(session_id, admin_address, now())
             .await?
         {
-            Some((_, until)) => {
-                self.revoked.insert(session_id.to_owned(), until);
-                Ok(true)
+            Some((_, until, ended)) => {
+                if ended {
+                    self.revoked.insert(session_id.to_owned(), until);
+                }
+                Ok(Some(ended))
             }
-            None => Ok(false),
+            None => Ok(None),
         }
     }
 
