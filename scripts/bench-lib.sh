@@ -438,6 +438,12 @@ bench_peak_rss() {
         "/proc/$1/status" 2>/dev/null || echo '?'
 }
 
+# Current RSS (VmRSS) of a live process, e.g. "23456 kB"; "?" if unavailable.
+bench_rss() {
+    awk '$1 == "VmRSS:" { print $2, $3; found = 1 } END { if (!found) print "?" }' \
+        "/proc/$1/status" 2>/dev/null || echo '?'
+}
+
 # bench_ratio A B -- A/B with 2 decimals ("?" if either is missing/zero).
 bench_ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN {

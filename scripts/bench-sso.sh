@@ -119,6 +119,7 @@ EOF
 bench_start_ssogate "$sg_cfg" "$sg_log"
 sg_pid=$BENCH_LAST_PID
 bench_wait_port "$sg_port" 15 "$sg_pid" "$sg_log" || bench_die "ssogate did not come up (log: $sg_log)"
+rss_start=$(bench_rss "$sg_pid")
 
 # --- tokens -------------------------------------------------------------------
 # Tribe's sample payload (sub a number, email, name, iat, exp) plus a jti, so a
@@ -182,6 +183,7 @@ bench_wrk_walk_all warmup "$url/" "$lua" "$warm_tokens" "$WARMUP_TIMEOUT" || war
 warm_secs=$((SECONDS - warm_start))
 warm_bad=$(bench_walk_field "$BENCH_TMP/wrk-warmup.txt" unexpected)
 members_before=$(bench_sqlite "$db" 'SELECT count(*) FROM members')
+rss_warm=$(bench_rss "$sg_pid")
 echo "warm-up: ${warm_secs}s, answers: $BENCH_WALK_ANSWERED of $RETURNING, non-303: $warm_bad, members now: $members_before (expected $((RETURNING + 1)) with the probe)"
 [[ $warm_bad == 0 ]] || bench_log "WARNING: the warm-up had $warm_bad non-303 answers ($(bench_walk_field "$BENCH_TMP/wrk-warmup.txt" statuses))"
 echo
@@ -200,6 +202,7 @@ if ((SECONDS - minted_at > 600)); then
 fi
 
 rss=$(bench_peak_rss "$sg_pid")
+rss_end=$(bench_rss "$sg_pid")
 kill -0 "$sg_pid" 2>/dev/null || BENCH_NOTE[logins]+="ssogate exited during the run; "
 bench_stop_pid "$sg_pid"
 members_after=$(bench_sqlite "$db" 'SELECT count(*) FROM members')
@@ -227,7 +230,7 @@ echo "non-303 answers:      $non303"
 echo "members before/after: $members_before / $members_after (new during the run: $((members_after - members_before)); returning members signed in again: $returning_logged)"
 echo "warm-up:              $RETURNING logins in ${warm_secs}s (~$((RETURNING / (warm_secs > 0 ? warm_secs : 1))) logins/s, incl. wrk start/stop)"
 echo "minting (PyJWT):      $minted tokens in ${mint_secs}s ($mint_rate tokens/s, one process)"
-echo "ssogate peak RSS:     $rss"
+echo "ssogate RSS:          $rss_start at start, $rss_warm after the warm-up, $rss_end after the run (peak $rss)"
 if ((${#invalid[@]})); then
     echo "RUN INVALID:"
     printf '  - %s\n' "${invalid[@]}"

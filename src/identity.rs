@@ -179,6 +179,8 @@ impl ForumIdentity {
 pub struct MemberEntry {
     pub member: Member,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// Unix second of the last request that used this entry: idle entries are swept.
+    last_used: std::sync::atomic::AtomicI64,
     /// The last signed assertion and until when it may be reused.
     assertion: Mutex<Option<(HeaderValue, i64)>>,
 }
@@ -213,14 +215,33 @@ pub struct MemberCache {
 }
 
 impl MemberCache {
-    pub fn get(&self, id: &str) -> Option<Arc<MemberEntry>> {
-        self.entries.get(id).map(|entry| Arc::clone(entry.value()))
+    pub fn get(&self, id: &str, now: i64) -> Option<Arc<MemberEntry>> {
+        let entry = self
+            .entries
+            .get(id)
+            .map(|entry| Arc::clone(entry.value()))?;
+        entry
+            .last_used
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+        Some(entry)
+    }
+
+    /// Forgets members no request has needed for `idle` seconds; a later request reloads them from the directory.
+    /// Keeps memory proportional to the members active lately, not to every member ever seen.
+    pub fn sweep(&self, now: i64, idle: i64) {
+        self.entries.retain(|_, entry| {
+            now - entry.last_used.load(std::sync::atomic::Ordering::Relaxed) < idle
+        });
     }
 
     /// Stores (or replaces) a member's entry.
     pub fn put(&self, identity: &ForumIdentity, member: Member) -> Arc<MemberEntry> {
+        let now = crate::sso::now();
+        let mut headers = identity.encode(&member);
+        headers.shrink_to_fit();
         let entry = Arc::new(MemberEntry {
-            headers: identity.encode(&member),
+            headers,
+            last_used: std::sync::atomic::AtomicI64::new(now),
             member,
             assertion: Mutex::new(None),
         });

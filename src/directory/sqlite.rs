@@ -120,6 +120,13 @@ impl SqliteDirectory {
             .map_err(open_error)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_error)?;
+        // 64 MiB of page cache keeps the member and session indexes in memory as the directory grows, and a
+        // larger WAL before each automatic checkpoint means fewer, bigger checkpoints on the writer thread.
+        conn.pragma_update(None, "cache_size", -65_536)
+            .map_err(open_error)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 10_000)
+            .map_err(open_error)?;
+        conn.set_prepared_statement_cache_capacity(64);
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(open_error)?;
         migrate(&mut conn).map_err(open_error)?;
@@ -197,12 +204,12 @@ fn writer(conn: &mut Connection, queue: &mpsc::Receiver<Work>) {
                 Err(_) => break,
             }
         }
-        let began = conn.execute_batch("BEGIN IMMEDIATE");
+        let began = statement(conn, "BEGIN IMMEDIATE");
         if let Err(error) = &began {
             tracing::error!(error = %error, "directory: cannot begin a transaction");
         }
         let finishes: Vec<Finish> = batch.into_iter().map(|work| work(conn)).collect();
-        let committed = began.and_then(|()| conn.execute_batch("COMMIT"));
+        let committed = began.and_then(|()| statement(conn, "COMMIT"));
         let failure = committed.err().map(|error| {
             tracing::error!(error = %error, "directory: commit failed; the batch's changes are lost and reported");
             let _ = conn.execute_batch("ROLLBACK");
@@ -219,15 +226,19 @@ fn in_savepoint<T>(
     conn: &Connection,
     work: impl FnOnce(&Connection) -> Result<T, DirectoryError>,
 ) -> Result<T, DirectoryError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    statement(conn, "SAVEPOINT job")?;
     let result = work(conn);
-    let end = if result.is_ok() {
-        "RELEASE job"
-    } else {
-        "ROLLBACK TO job; RELEASE job"
-    };
-    conn.execute_batch(end)?;
+    if result.is_err() {
+        statement(conn, "ROLLBACK TO job")?;
+    }
+    statement(conn, "RELEASE job")?;
     result
+}
+
+/// Runs one cached statement: the writer repeats the same few thousands of times a second, so none is re-parsed.
+fn statement(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 /// Signs a member in: the token's use, the member (found, created or updated by the profile's rules), their spaces,
@@ -293,10 +304,16 @@ pub(super) fn sign_in(
             (member, false)
         }
     };
-    if profile == Profile::Tribe {
+    let names_spaces = !identity.spaces.space_ids.is_empty() || !identity.spaces.spaces.is_empty();
+    if profile == Profile::Tribe
+        && (names_spaces || identity.spaces.operation == SpacesOperation::Replace)
+    {
         apply_spaces(tx, &member.id, identity, now)?;
     }
-    member.spaces = spaces_of(tx, &member.id)?;
+    // A new member the token gave no spaces has none: no need to ask.
+    if !created || names_spaces {
+        member.spaces = spaces_of(tx, &member.id)?;
+    }
     if let Some(session) = session {
         tx.prepare_cached(
             "INSERT INTO sessions (id, member_id, issued_at, expires_at, address, user_agent) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -336,6 +353,20 @@ fn update(
             if taken.is_some_and(|other| other != member.id) {
                 return Err(DirectoryError::EmailTaken);
             }
+        }
+        let unchanged = member.sub == identity.sub
+            && member.email == identity.email
+            && member.name == identity.name
+            && member.tagline == identity.tagline
+            && member.picture == identity.picture
+            && member.custom == identity.custom;
+        if unchanged {
+            // Most logins change nothing: record the login without rewriting the indexed columns.
+            tx.prepare_cached("UPDATE members SET last_login_at = ?2, login_count = login_count + 1 WHERE id = ?1")?
+                .execute(params![member.id, now])?;
+            member.last_login_at = now;
+            member.login_count += 1;
+            return Ok(());
         }
         let custom = Value::Object(identity.custom.clone()).to_string();
         tx.prepare_cached(
@@ -484,21 +515,19 @@ fn spaces_of(tx: &Connection, member_id: &str) -> Result<Vec<SpaceMembership>, D
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// Records the token's use; `Replayed` when it was used before and is still remembered.
+/// Records the token's use; `Replayed` when it was used before and is still remembered. One statement: insert, or
+/// take over a row whose token has expired; no change means the token is still remembered.
 fn use_token(tx: &Connection, token: &TokenUse, now: i64) -> Result<(), DirectoryError> {
-    let until: Option<Option<i64>> = tx
-        .prepare_cached("SELECT until FROM used_tokens WHERE fingerprint = ?1")?
-        .query_row([&token.fingerprint[..]], |row| row.get(0))
-        .optional()?;
-    if let Some(until) = until {
-        if until.is_none_or(|until| until >= now) {
-            return Err(DirectoryError::Replayed);
-        }
+    let changed = tx
+        .prepare_cached(
+            "INSERT INTO used_tokens (fingerprint, used_at, until) VALUES (?1, ?2, ?3)
+             ON CONFLICT (fingerprint) DO UPDATE SET used_at = excluded.used_at, until = excluded.until
+             WHERE used_tokens.until IS NOT NULL AND used_tokens.until < ?2",
+        )?
+        .execute(params![&token.fingerprint[..], now, token.until])?;
+    if changed == 0 {
+        return Err(DirectoryError::Replayed);
     }
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO used_tokens (fingerprint, used_at, until) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![&token.fingerprint[..], now, token.until])?;
     Ok(())
 }
 

@@ -41,6 +41,9 @@ use claims::Identity;
 use replay::ReplayGuard;
 use token::{TokenError, Verifier};
 
+/// A cached member no request has used for this long is dropped (and reloaded on its next request).
+const MEMBER_CACHE_IDLE_SECS: i64 = 3600;
+
 /// The largest form body an entry route reads (a token is at most 8 KiB).
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
@@ -162,7 +165,7 @@ impl Sso {
         if self.revoked.contains_key(&session.id) {
             return None;
         }
-        let entry = match self.members.get(&session.member_id) {
+        let entry = match self.members.get(&session.member_id, now) {
             Some(entry) => entry,
             None => match self.directory.member(&session.member_id).await {
                 Ok(Some(member)) => self.members.put(&self.identity, member),
@@ -265,6 +268,7 @@ impl Sso {
         let now = now();
         self.replay.sweep(now);
         self.revoked.retain(|_, until| *until >= now);
+        self.members.sweep(now, MEMBER_CACHE_IDLE_SECS);
         self.directory.sweep(now);
         self.limits.prune();
     }
@@ -481,7 +485,8 @@ async fn read_params(request: Request<Incoming>) -> Result<Params, Rejection> {
         Params::parse(query.as_bytes(), &mut params);
     }
     match *request.method() {
-        Method::GET | Method::HEAD => {}
+        // Not HEAD: link scanners and prefetchers send it, and a token is good for one sign-in only.
+        Method::GET => {}
         Method::POST => {
             let is_form = request
                 .headers()
