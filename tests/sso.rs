@@ -993,3 +993,16 @@ async fn tokens_never_reach_the_log() {
         assert!(!log.contains(payload), "a token's payload reached the log");
     }
 }
+
+/// A link scanner's HEAD must not use up the one sign-in a token is good for.
+#[tokio::test]
+async fn head_requests_do_not_use_up_a_token() {
+    let scratch = Scratch::new("sso-head");
+    let (gateway, _) = start_sso(&scratch, "", NO_SUBJECT_LIMIT).await;
+    let token = hs256(&tribe_claims(1, "h@example.com", "H"), SECRET);
+    let url = gateway.url(&format!("/api/auth/sso?jwt={token}&redirect_uri=/x"));
+    let head = client().head(&url).send().await.unwrap();
+    assert_eq!(head.status(), 405);
+    assert!(session_cookie(&head).is_none());
+    assert_eq!(outcome(tribe_login(&gateway, &token).await).await.0, 303);
+}
