@@ -245,8 +245,19 @@ impl MemberCache {
             member,
             assertion: Mutex::new(None),
         });
-        self.entries
-            .insert(entry.member.id.clone(), Arc::clone(&entry));
+        // Keep the newer copy: a sign-in that read the member before an admin changed its status must not put
+        // the old status back.
+        match self.entries.entry(entry.member.id.clone()) {
+            dashmap::mapref::entry::Entry::Occupied(mut held) => {
+                if held.get().member.revision > entry.member.revision {
+                    return Arc::clone(held.get());
+                }
+                held.insert(Arc::clone(&entry));
+            }
+            dashmap::mapref::entry::Entry::Vacant(slot) => {
+                slot.insert(Arc::clone(&entry));
+            }
+        }
         entry
     }
 
@@ -443,5 +454,40 @@ mod tests {
         );
         remove_cookie(&mut headers, "ssogate_session");
         assert_eq!(headers[COOKIE], "ssogate_session_x=1; xssogate_session=2");
+    }
+
+    #[test]
+    fn the_cache_keeps_the_newer_copy_of_a_member() {
+        let identity = identity();
+        let cache = MemberCache::default();
+        let member = |revision: u64, status: Status| Member {
+            id: "m".into(),
+            sub: "1".into(),
+            email: "a@b.co".into(),
+            name: "A".into(),
+            first_name: None,
+            last_name: None,
+            tagline: None,
+            title: None,
+            picture: None,
+            lang: None,
+            timezone: None,
+            custom: serde_json::Map::new(),
+            status,
+            profile: "tribe",
+            spaces: Vec::new(),
+            revision,
+            created_at: 0,
+            updated_at: 0,
+            last_login_at: 0,
+            login_count: 0,
+        };
+        // An admin's change (read later by the writer) lands first; the racing sign-in's older copy must not win.
+        cache.put(&identity, member(7, Status::Pending));
+        let kept = cache.put(&identity, member(5, Status::Active));
+        assert_eq!(kept.member.status, Status::Pending);
+        assert_eq!(cache.get("m", 0).unwrap().member.status, Status::Pending);
+        cache.put(&identity, member(9, Status::Active));
+        assert_eq!(cache.get("m", 0).unwrap().member.status, Status::Active);
     }
 }

@@ -86,6 +86,10 @@ pub struct Member {
     pub profile: &'static str,
     /// Spaces the member belongs to, and their role in each.
     pub spaces: Vec<SpaceMembership>,
+    /// When the writer read this copy (a counter, not stored): of two copies, the higher is the more recent, so a
+    /// cache never replaces a newer state with an older one that raced it.
+    #[serde(skip)]
+    pub revision: u64,
     pub created_at: i64,
     pub updated_at: i64,
     pub last_login_at: i64,

@@ -235,6 +235,12 @@ fn in_savepoint<T>(
     result
 }
 
+/// The writer is the only thread that reads or writes members, so this counter orders every copy it hands out.
+fn next_revision() -> u64 {
+    static REVISION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    REVISION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Runs one cached statement: the writer repeats the same few thousands of times a second, so none is re-parsed.
 fn statement(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([])?;
@@ -400,6 +406,7 @@ fn update(
     }
     member.last_login_at = now;
     member.login_count += 1;
+    member.revision = next_revision();
     Ok(())
 }
 
@@ -426,6 +433,7 @@ fn create(
         status: Status::Active,
         profile: profile.as_str(),
         spaces: Vec::new(),
+        revision: next_revision(),
         created_at: now,
         updated_at: now,
         last_login_at: now,
@@ -727,6 +735,7 @@ fn row_to_raw(row: &Row<'_>) -> rusqlite::Result<RawMember> {
             status: Status::Active,
             profile: "tribe",
             spaces: Vec::new(),
+            revision: next_revision(),
             created_at: row.get(14)?,
             updated_at: row.get(15)?,
             last_login_at: row.get(16)?,
