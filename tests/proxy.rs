@@ -189,11 +189,13 @@ async fn forwarded_headers_are_extended_for_trusted_peers() {
 
 #[tokio::test]
 async fn upstream_down_is_502_and_slow_upstream_is_504() {
-    // A port that was just free: nothing listens there.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
+    // A port held by a socket that is bound but not listening: connecting is refused, and no other socket (the
+    // gateway's own port-0 listener, say) can be given that port while the test runs.
+    let holder = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    holder
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
         .unwrap();
+    let closed = holder.local_addr().unwrap().as_socket().unwrap();
     let gateway = TestGateway::plain(closed).await;
     let response = client().get(gateway.url("/")).send().await.unwrap();
     assert_eq!(response.status(), 502);

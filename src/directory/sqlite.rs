@@ -127,6 +127,13 @@ impl SqliteDirectory {
         conn.pragma_update(None, "wal_autocheckpoint", 10_000)
             .map_err(open_error)?;
         conn.set_prepared_statement_cache_capacity(64);
+        // The bundled SQLite has STAT4, which re-prepares a cached statement whenever a new bound value might change
+        // its plan: on this hot path, at every login. The query planner stability guarantee keeps plans fixed.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )
+        .map_err(open_error)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(open_error)?;
         migrate(&mut conn).map_err(open_error)?;
