@@ -126,6 +126,9 @@ impl SqliteDirectory {
             .map_err(open_error)?;
         conn.pragma_update(None, "wal_autocheckpoint", 10_000)
             .map_err(open_error)?;
+        // Each piece of work runs in a savepoint, whose sub-journal is a temporary file unless told otherwise.
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(open_error)?;
         conn.set_prepared_statement_cache_capacity(64);
         // The bundled SQLite has STAT4, which re-prepares a cached statement whenever a new bound value might change
         // its plan: on this hot path, at every login. The query planner stability guarantee keeps plans fixed.
