@@ -11,8 +11,8 @@ use ssogate::config::Config;
 /// Runs a reverse proxy in front of the forum named by `upstream.url`. Every request is forwarded unchanged, with
 /// X-Forwarded-For/-Proto/-Host set (client-sent values are kept only from `trusted_proxies`) and hop-by-hop
 /// headers removed. Logging follows RUST_LOG (e.g. RUST_LOG=info,ssogate=debug); the access log target is
-/// `ssogate::access`. SIGTERM or SIGINT stop accepting, let requests in flight finish (up to
-/// `limits.shutdown_timeout`) and exit 0.
+/// `ssogate::access`. SIGHUP reloads the config file (an invalid one is refused and the running config stays).
+/// SIGTERM or SIGINT stop accepting, let requests in flight finish (up to `limits.shutdown_timeout`) and exit 0.
 #[derive(Debug, Parser)]
 #[command(name = "ssogate", version, about, long_about, after_help = EXAMPLES)]
 struct Cli {
@@ -103,7 +103,7 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
 }
 
 fn run(path: Option<PathBuf>) -> ExitCode {
-    let config = match load(path) {
+    let config = match load(path.clone()) {
         Ok(config) => config,
         Err(code) => return code,
     };
@@ -129,6 +129,9 @@ fn run(path: Option<PathBuf>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(path) = path {
+            tokio::spawn(ssogate::server::reload_on_sighup(running.reloader(), path));
+        }
         let token = running.shutdown_token();
         tokio::spawn(async move {
             ssogate::server::stop_signal().await;

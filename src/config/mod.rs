@@ -53,9 +53,11 @@ pub struct Config {
     pub admin: AdminConfig,
 }
 
-/// The admin API's listener; it runs only with a token.
+/// The admin listener: health, readiness and metrics without a token; the member API with one.
 #[derive(Clone)]
 pub struct AdminConfig {
+    /// Whether the listener runs: `admin.listen` or `admin.token` is in the file.
+    pub enabled: bool,
     pub listen: SocketAddr,
     pub token: Option<String>,
 }
@@ -63,6 +65,7 @@ pub struct AdminConfig {
 impl fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdminConfig")
+            .field("enabled", &self.enabled)
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "[redacted]"))
             .finish()
@@ -391,6 +394,7 @@ impl Config {
         let routes = forum::routes(&raw.routes, ctx);
         let protect = forum::protect(raw.protect.as_ref(), ctx);
         let admin = AdminConfig {
+            enabled: raw.admin.listen.is_some() || raw.admin.token.is_some(),
             listen: ctx
                 .opt(raw.admin.listen.as_ref(), "admin.listen", parse_socket_addr)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9090))),
