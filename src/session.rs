@@ -77,9 +77,8 @@ impl Sessions {
     /// Keeps opening the cookies `earlier` issued, when its secret differs from this one's: a reload that changes
     /// `session.secret` signs no one out. Up to [`MAX_PREVIOUS_KEYS`] earlier secrets are kept.
     pub fn keep_opening(&mut self, earlier: &Sessions) {
-        let mut keys = std::iter::once(&earlier.key).chain(&earlier.previous);
-        self.previous = keys
-            .by_ref()
+        self.previous = std::iter::once(&earlier.key)
+            .chain(&earlier.previous)
             .filter(|key| key.master() != self.key.master())
             .take(MAX_PREVIOUS_KEYS)
             .cloned()
@@ -247,6 +246,28 @@ mod tests {
             secure,
             domain: None,
         }
+    }
+
+    #[test]
+    fn a_new_secret_keeps_opening_cookies_sealed_with_the_old_one() {
+        let old = Sessions::new(&config(false));
+        let (session, cookie) = old.issue("m1", 1000);
+        let mut rotated = config(false);
+        rotated.secret = b"another-secret-another-secret-32b".to_vec();
+        let mut new = Sessions::new(&rotated);
+        assert_eq!(new.read(&request_with(&cookie), 1001), None);
+        new.keep_opening(&old);
+        assert_eq!(new.read(&request_with(&cookie), 1001), Some(session));
+        // New cookies are sealed with the new secret only.
+        let (_, fresh) = new.issue("m2", 1000);
+        assert_eq!(
+            Sessions::new(&config(false)).read(&request_with(&fresh), 1001),
+            None
+        );
+        // Reloading the same secret adds nothing to try.
+        let mut same = Sessions::new(&rotated);
+        same.keep_opening(&new);
+        assert_eq!(same.previous.len(), 1);
     }
 
     fn request_with(set_cookie: &str) -> HeaderMap {

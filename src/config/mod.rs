@@ -517,24 +517,39 @@ impl Ctx<'_> {
 }
 
 fn yaml_error(error: &yaml_serde::Error) -> ConfigError {
-    // yaml_serde's message already reads "key.path: problem at line L column C"; keep it whole and lift the key out.
+    // yaml_serde's message reads "key.path: problem at line L column C": lift the key and the line out, so the error
+    // reads like every other one (and a log shipper gets them as fields).
     let message = error.to_string();
-    let key = message
+    let mut key = message
         .split_once(": ")
         .map(|(head, _)| head)
         .filter(|head| !head.contains(' '))
         .unwrap_or("")
         .to_owned();
-    let message = if key.is_empty() {
+    let mut message = if key.is_empty() {
         message
     } else {
         message[key.len() + 2..].to_owned()
     };
-    ConfigError {
-        key,
-        line: None,
-        message,
+    let line = error.location().map(|location| location.line());
+    if let Some(at) = message.rfind(" at line ") {
+        if line.is_some() {
+            message.truncate(at);
+        }
     }
+    // "unknown field `x`": the key is the unknown one itself, under the path yaml_serde named.
+    if let Some(field) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(field, _)| field.to_owned())
+    {
+        key = if key.is_empty() {
+            field
+        } else {
+            format!("{key}.{field}")
+        };
+    }
+    ConfigError { key, line, message }
 }
 
 /// One worker per CPU the process may use.
