@@ -55,6 +55,11 @@ enum Command {
     /// Address and token: --admin-url and --token (or SSOGATE_ADMIN_TOKEN), else the `admin` section of --config,
     /// else http://127.0.0.1:9090. Exits 0 on success, 1 when the API refuses or cannot be reached, 2 on a usage error.
     Members(ssogate::cli_members::MembersArgs),
+    /// Try the SSO flow in a browser: a demo forum behind the gateway, a demo sign-in site and a ready sign-in link.
+    ///
+    /// Needs no config file (--config is not read) and no other software. Prints the forum's URL and a sign-in link
+    /// on stdout; keeps members in a temporary directory removed at exit. Ctrl-C stops it.
+    Demo(ssogate::demo::DemoArgs),
 }
 
 const EXAMPLES: &str = "\
@@ -63,6 +68,7 @@ Examples:
   SSOGATE_CONFIG=ssogate.yaml ssogate            the same, config from the environment
   ssogate check-config ssogate.yaml              validate before (re)starting
   ssogate dev-certs --out certs/dev              TLS files for local testing
+  ssogate demo                                   try the SSO flow in a browser, no config needed
   ssogate members list --status deactivated      members, through the admin API (see members --help)";
 
 fn main() -> ExitCode {
@@ -72,6 +78,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { path } => check_config(path.or(cli.config)),
         Command::DevCerts { out, hosts } => dev_certs(&out, &hosts),
         Command::Members(args) => ssogate::cli_members::run(args, cli.config.as_deref()),
+        Command::Demo(args) => ssogate::demo::run(&args),
     }
 }
 
