@@ -78,9 +78,10 @@ fn output(program: &Path, args: &[&str], dir: &Path) -> Result<String, String> {
 fn find_node() -> Result<Example, String> {
     let dir = examples().join("node");
     let node = PathBuf::from("node");
-    let resolved = output(&node, &["-p", "require.resolve('jsonwebtoken')"], &dir).map_err(|why| {
-        format!("node with jsonwebtoken in examples/node/node_modules not found ({why})")
-    })?;
+    let resolved =
+        output(&node, &["-p", "require.resolve('jsonwebtoken')"], &dir).map_err(|why| {
+            format!("node with jsonwebtoken in examples/node/node_modules not found ({why})")
+        })?;
     if !Path::new(&resolved).starts_with(dir.join("node_modules")) {
         return Err(format!(
             "jsonwebtoken resolves to {resolved}, not examples/node/node_modules (run npm ci --prefix examples/node)"
@@ -167,7 +168,10 @@ impl Member {
             ("--email", self.email.into()),
             ("--first-name", self.first.into()),
             ("--last-name", self.last.into()),
-            ("--picture", format!("https://cdn.example.com/{}.png", self.sub)),
+            (
+                "--picture",
+                format!("https://cdn.example.com/{}.png", self.sub),
+            ),
             ("--tagline", "Keeps the forum tidy".into()),
             ("--title", "Community manager".into()),
             ("--lang", "fr".into()),
@@ -233,7 +237,10 @@ fn check_lifetime(claims: &Value, what: &str) -> String {
     assert!((iat - now).abs() <= 30, "{what}: iat {iat}, now {now}");
     assert_eq!(exp - iat, 60, "{what}: exp - iat");
     let jti = claims["jti"].as_str().expect("jti is a string");
-    assert!(jti.len() >= 16, "{what}: jti {jti:?} is too short to be unique");
+    assert!(
+        jti.len() >= 16,
+        "{what}: jti {jti:?} is too short to be unique"
+    );
     jti.to_owned()
 }
 
@@ -337,7 +344,9 @@ async fn signs_in_on_both_routes(example: &Example) {
     assert_eq!(header["alg"], "HS256");
     assert_eq!(
         claim_names(&claims),
-        ["email", "exp", "iat", "jti", "name", "picture", "spaceIds", "sub", "tagline"],
+        [
+            "email", "exp", "iat", "jti", "name", "picture", "spaceIds", "sub", "tagline"
+        ],
         "{}: {claims}",
         what("tribe")
     );
@@ -363,7 +372,11 @@ async fn signs_in_on_both_routes(example: &Example) {
         Some("Keeps the forum tidy"),
         "Tribe's tagline"
     );
-    assert_eq!(seen.header("x-auth-first-name"), None, "Tribe sends no first name");
+    assert_eq!(
+        seen.header("x-auth-first-name"),
+        None,
+        "Tribe sends no first name"
+    );
     assert_no_custom_fields(&seen, &what("tribe"));
     assert_replay_refused(&tribe, &what("tribe")).await;
 
@@ -382,7 +395,12 @@ async fn signs_in_on_both_routes(example: &Example) {
     );
     let query = params(&meltingspot);
     let names: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(names, ["ms_token", "referrerUrl"], "{}", what("meltingspot"));
+    assert_eq!(
+        names,
+        ["ms_token", "referrerUrl"],
+        "{}",
+        what("meltingspot")
+    );
     assert_eq!(query[1].1, RETURN);
     let (header, claims) = decode(&query[0].1);
     assert_eq!(header["alg"], "HS256");
@@ -412,7 +430,10 @@ async fn signs_in_on_both_routes(example: &Example) {
     assert!(seen.header("x-auth-user").is_some());
     assert_eq!(seen.header("x-auth-email").as_deref(), Some(zoe.email));
     // Identity header values are percent-encoded UTF-8.
-    assert_eq!(seen.header("x-auth-first-name").as_deref(), Some("Zo%C3%AB"));
+    assert_eq!(
+        seen.header("x-auth-first-name").as_deref(),
+        Some("Zo%C3%AB")
+    );
     assert_eq!(
         seen.header("x-auth-last-name").as_deref(),
         Some("Bront%C3%AB")
@@ -542,7 +563,8 @@ async fn php_example_parses_and_signs_in_when_php_is_there() {
     }
     let lint = output(&php, &["-l", "mint.php"], &dir);
     assert!(
-        lint.as_ref().is_ok_and(|out| out.contains("No syntax errors")),
+        lint.as_ref()
+            .is_ok_and(|out| out.contains("No syntax errors")),
         "php -l examples/php/mint.php: {lint:?}"
     );
     if !dir.join("vendor/autoload.php").is_file() {
