@@ -1,12 +1,186 @@
-//! What the access log may say about a request target: the path, and the query with token values masked.
+//! The access log: one line per request, and what it may say about a request target.
 //!
 //! SSO links carry their token in the query string; a log line must never hold one, so the values of the configured
-//! parameters are written as `[redacted]`. Formatting happens only when the line is written (a `Display` value).
+//! parameters (and anything shaped like a JWT) are written as `[redacted]`.
+//!
+//! The line is formatted here rather than by `tracing`'s formatter: at proxy speeds the generic formatter (field
+//! visitors, a fresh timestamp, a `Debug` per field) cost about a third of the gateway's throughput. It still obeys
+//! `RUST_LOG` (the target is `ssogate::access`), goes through the same buffer as every other line, and reads like
+//! them: the same text layout, or the same JSON keys with `log.format: json`.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::Uri;
+use http::{Uri, Version};
+use tracing::Level;
 
+use crate::config::LogFormat;
+use crate::logging;
+
+/// Everything one access line says.
+#[derive(Debug)]
+pub struct AccessLine<'a> {
+    /// WARN when the upstream or the gateway failed, else INFO.
+    pub level: Level,
+    pub peer: SocketAddr,
+    pub method: &'a http::Method,
+    pub target: RedactedTarget<'a>,
+    pub version: Version,
+    pub status: u16,
+    pub ms: f64,
+    pub upstream_ms: Option<f64>,
+    /// The decision (`proxied`, `signed_in`, ...) or the refusal's code.
+    pub reason: &'static str,
+    /// A refusal's cause.
+    pub cause: Option<&'a str>,
+    pub request_id: &'a str,
+    pub member: Option<&'a str>,
+}
+
+thread_local! {
+    /// The line being built, reused so a line costs no allocation.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+    /// The current second, already formatted: most lines of a second share it.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Writes `line` to the log, if `RUST_LOG` lets `ssogate::access` through at its level and logging is set up.
+pub fn write(line: &AccessLine<'_>) {
+    let enabled = if line.level == Level::WARN {
+        tracing::enabled!(target: "ssogate::access", Level::WARN)
+    } else {
+        tracing::enabled!(target: "ssogate::access", Level::INFO)
+    };
+    if !enabled {
+        return;
+    }
+    let Some((buffer, format)) = logging::output() else {
+        return;
+    };
+    SCRATCH.with(|scratch| {
+        let Ok(mut bytes) = scratch.try_borrow_mut() else {
+            return;
+        };
+        bytes.clear();
+        let formatted = match format {
+            LogFormat::Text => text(&mut bytes, line, buffer.ansi()),
+            LogFormat::Json => json(&mut bytes, line),
+        };
+        if formatted.is_ok() {
+            buffer.append(&bytes, line.level <= Level::WARN);
+        }
+    });
+}
+
+/// `2026-11-23T20:08:29.122880Z`, like the other lines' timestamps.
+fn timestamp(out: &mut Vec<u8>) -> std::io::Result<()> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    SECOND.with(|second| {
+        let mut second = second.borrow_mut();
+        if second.0 != secs {
+            let stamp = i64::try_from(secs)
+                .ok()
+                .and_then(|s| jiff::Timestamp::from_second(s).ok())
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+            // "2026-11-23T20:08:29Z" without the Z: the fraction goes in between.
+            let text = stamp.to_string();
+            *second = (secs, text.trim_end_matches('Z').to_owned());
+        }
+        write!(out, "{}.{:06}Z", second.1, now.subsec_micros())
+    })
+}
+
+fn text(out: &mut Vec<u8>, line: &AccessLine<'_>, ansi: bool) -> std::io::Result<()> {
+    timestamp(out)?;
+    let level = if line.level == Level::WARN {
+        " WARN"
+    } else {
+        " INFO"
+    };
+    if ansi {
+        let colour = if line.level == Level::WARN {
+            "33"
+        } else {
+            "32"
+        };
+        write!(
+            out,
+            " \x1b[{colour}m{level}\x1b[0m \x1b[2mssogate::access\x1b[0m\x1b[2m:\x1b[0m "
+        )?;
+    } else {
+        write!(out, " {level} ssogate::access: ")?;
+    }
+    write!(
+        out,
+        "peer={} method={} path={} version={:?} status={} ms={}",
+        line.peer, line.method, line.target, line.version, line.status, line.ms
+    )?;
+    if let Some(upstream_ms) = line.upstream_ms {
+        write!(out, " upstream_ms={upstream_ms}")?;
+    }
+    write!(out, " reason={}", line.reason)?;
+    if let Some(cause) = line.cause {
+        write!(out, " cause={cause}")?;
+    }
+    write!(out, " request_id={}", line.request_id)?;
+    if let Some(member) = line.member {
+        write!(out, " member={member}")?;
+    }
+    out.push(b'\n');
+    Ok(())
+}
+
+fn json(out: &mut Vec<u8>, line: &AccessLine<'_>) -> std::io::Result<()> {
+    out.extend_from_slice(b"{\"timestamp\":\"");
+    timestamp(out)?;
+    let level = if line.level == Level::WARN {
+        "WARN"
+    } else {
+        "INFO"
+    };
+    write!(
+        out,
+        "\",\"level\":\"{level}\",\"target\":\"ssogate::access\",\"peer\":\"{}\",\"method\":",
+        line.peer
+    )?;
+    json_string(out, line.method.as_str())?;
+    out.extend_from_slice(b",\"path\":");
+    json_string(out, &line.target.to_string())?;
+    write!(
+        out,
+        ",\"version\":\"{:?}\",\"status\":{},\"ms\":{}",
+        line.version, line.status, line.ms
+    )?;
+    if let Some(upstream_ms) = line.upstream_ms {
+        write!(out, ",\"upstream_ms\":{upstream_ms}")?;
+    }
+    out.extend_from_slice(b",\"reason\":");
+    json_string(out, line.reason)?;
+    if let Some(cause) = line.cause {
+        out.extend_from_slice(b",\"cause\":");
+        json_string(out, cause)?;
+    }
+    out.extend_from_slice(b",\"request_id\":");
+    json_string(out, line.request_id)?;
+    if let Some(member) = line.member {
+        out.extend_from_slice(b",\"member\":");
+        json_string(out, member)?;
+    }
+    out.extend_from_slice(b"}\n");
+    Ok(())
+}
+
+fn json_string(out: &mut Vec<u8>, text: &str) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, text).map_err(std::io::Error::other)
+}
+
+#[derive(Debug)]
 pub struct RedactedTarget<'a> {
     uri: &'a Uri,
     params: &'a [String],
@@ -32,7 +206,8 @@ impl fmt::Display for RedactedTarget<'_> {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
             // A JWT under a parameter name nobody configured (a typo, a custom link) is masked all the same.
-            if self.params.iter().any(|p| p.eq_ignore_ascii_case(&decoded)) || looks_like_jwt(value) {
+            if self.params.iter().any(|p| p.eq_ignore_ascii_case(&decoded)) || looks_like_jwt(value)
+            {
                 write!(f, "{name}=[redacted]")?;
             } else if value.is_empty() && !pair.contains('=') {
                 f.write_str(name)?;

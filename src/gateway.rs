@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 
 use arc_swap::ArcSwap;
 
-use crate::access_log::RedactedTarget;
+use crate::access_log::{self, AccessLine, RedactedTarget};
 use crate::body::Body;
 use crate::canonical;
 use crate::config::Config;
@@ -248,35 +248,30 @@ impl Gateway {
         }
         let ms = millis(started.elapsed());
         let upstream_ms = timing.upstream.map(millis);
-        let (reason, cause, blame) = match &rejection {
-            Some((code, cause, blame)) => {
-                (*code, Some(tracing::field::display(cause)), Some(*blame))
-            }
+        let (reason, cause, blame) = match rejection {
+            Some((code, cause, blame)) => (code, Some(cause), Some(blame)),
             None => (timing.decision, None, None),
         };
         // One line per request; a refusal carries its code and cause on that same line, at warn when it is not the
         // client's doing (the upstream is down, or the gateway is).
-        macro_rules! access_line {
-            ($level:expr) => {
-                tracing::event!(
-                    target: "ssogate::access",
-                    $level,
-                    peer = %conn.peer,
-                    method = %method,
-                    path = %target,
-                    version = ?version,
-                    status,
-                    ms,
-                    upstream_ms,
-                    reason,
-                    cause,
-                )
-            };
-        }
-        match blame {
-            Some(Blame::Upstream | Blame::Gateway) => access_line!(tracing::Level::WARN),
-            Some(Blame::Client) | None => access_line!(tracing::Level::INFO),
-        }
+        let member = context::current().and_then(|(_, member)| member);
+        access_log::write(&AccessLine {
+            level: match blame {
+                Some(Blame::Upstream | Blame::Gateway) => tracing::Level::WARN,
+                Some(Blame::Client) | None => tracing::Level::INFO,
+            },
+            peer: conn.peer,
+            method: &method,
+            target,
+            version,
+            status,
+            ms,
+            upstream_ms,
+            reason,
+            cause: cause.as_deref(),
+            request_id: &id,
+            member: member.as_deref(),
+        });
         response
     }
 

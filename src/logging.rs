@@ -9,7 +9,7 @@
 //! problem is never held back.
 
 use std::io::{IsTerminal as _, Write};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -31,12 +31,36 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 #[derive(Clone, Default)]
 pub struct LogBuffer {
     buffer: Arc<Mutex<Vec<u8>>>,
+    ansi: bool,
+}
+
+/// Where lines written outside `tracing`'s formatter (the access log) go: set once, by the first [`init`].
+static OUTPUT: OnceLock<(LogBuffer, LogFormat)> = OnceLock::new();
+
+/// The installed buffer and format, once [`init`] has run.
+pub fn output() -> Option<(&'static LogBuffer, LogFormat)> {
+    OUTPUT.get().map(|(buffer, format)| (buffer, *format))
 }
 
 impl LogBuffer {
     fn lock(&self) -> MutexGuard<'_, Vec<u8>> {
         // A panic while a line was being appended leaves at worst half a line; keep logging.
         self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends whole lines; writes the buffer out when it is full or `urgent`.
+    pub fn append(&self, lines: &[u8], urgent: bool) {
+        let mut buffer = self.lock();
+        buffer.extend_from_slice(lines);
+        if urgent || buffer.len() >= BUFFER_BYTES {
+            let _ = std::io::stderr().lock().write_all(&buffer);
+            buffer.clear();
+        }
+    }
+
+    /// Whether lines are coloured (stderr is a terminal and the format is text).
+    pub fn ansi(&self) -> bool {
+        self.ansi
     }
 
     /// Writes out whatever is buffered.
@@ -101,9 +125,16 @@ impl<'a> MakeWriter<'a> for LogBuffer {
 /// Installs the global subscriber and returns its buffer (flush it periodically and at exit). Later calls (tests
 /// that start several gateways) keep the first subscriber.
 pub fn init(format: LogFormat) -> LogBuffer {
-    let buffer = LogBuffer::default();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let terminal = std::io::stderr().is_terminal();
+    let buffer = LogBuffer {
+        buffer: Arc::default(),
+        ansi: terminal && format == LogFormat::Text,
+    };
+    if OUTPUT.set((buffer.clone(), format)).is_err() {
+        // Already set up (tests that start several gateways): keep the first.
+        return OUTPUT.get().map_or(buffer, |(first, _)| first.clone());
+    }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(buffer.clone());
