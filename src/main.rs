@@ -1,4 +1,5 @@
-//! The `ssogate` command: run the gateway, check a config file, make development certificates, administer members.
+//! The `ssogate` command: run the gateway, check a config file, make development certificates, administer members,
+//! diagnose tokens, print the config's JSON Schema.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,10 @@ enum Command {
     /// Address and token: --admin-url and --token (or SSOGATE_ADMIN_TOKEN), else the `admin` section of --config,
     /// else http://127.0.0.1:9090. Exits 0 on success, 1 when the API refuses or cannot be reached, 2 on a usage error.
     Members(ssogate::cli_members::MembersArgs),
+    /// Diagnose SSO tokens against the config (see token check --help).
+    Token(ssogate::token_check::TokenArgs),
+    /// Print a JSON Schema (draft 2020-12) of the config file, for editors and CI linters.
+    ConfigSchema,
 }
 
 const EXAMPLES: &str = "\
@@ -63,7 +68,10 @@ Examples:
   SSOGATE_CONFIG=ssogate.yaml ssogate            the same, config from the environment
   ssogate check-config ssogate.yaml              validate before (re)starting
   ssogate dev-certs --out certs/dev              TLS files for local testing
-  ssogate members list --status deactivated      members, through the admin API (see members --help)";
+  ssogate members list --status deactivated      members, through the admin API (see members --help)
+  ssogate token check < token.txt                why would the gateway refuse this token (or sign-in URL)?
+  ssogate token check --entry /sso/jwt --json    the same for one entry route, as JSON
+  ssogate config-schema > ssogate.schema.json    JSON Schema for editors (yaml-language-server)";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -72,6 +80,11 @@ fn main() -> ExitCode {
         Command::CheckConfig { path } => check_config(path.or(cli.config)),
         Command::DevCerts { out, hosts } => dev_certs(&out, &hosts),
         Command::Members(args) => ssogate::cli_members::run(args, cli.config.as_deref()),
+        Command::Token(args) => ssogate::token_check::run(args, cli.config.as_deref()),
+        Command::ConfigSchema => {
+            println!("{:#}", ssogate::config::schema::json_schema());
+            ExitCode::SUCCESS
+        }
     }
 }
 
