@@ -70,7 +70,7 @@ Examples:
   ssogate dev-certs --out certs/dev              TLS files for local testing
   ssogate members list --status deactivated      members, through the admin API (see members --help)
   ssogate token check < token.txt                why would the gateway refuse this token (or sign-in URL)?
-  ssogate token check --entry /sso/jwt --json    the same for one entry route, as JSON
+  ssogate token check --json \"$SIGN_IN_URL\"      the same for a pasted sign-in URL, as JSON
   ssogate config-schema > ssogate.schema.json    JSON Schema for editors (yaml-language-server)";
 
 fn main() -> ExitCode {
