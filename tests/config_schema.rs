@@ -57,7 +57,7 @@ fn yaml_to_json(text: &str) -> Value {
     yaml_serde::from_str(text).unwrap()
 }
 
-/// The example with `line` (a top-level key, or `key:\n  sub: value` lines) changed: its `from` text replaced.
+/// The example file with the first occurrence of `from` (whole lines, indentation included) replaced by `to`.
 fn example_with(from: &str, to: &str) -> String {
     let text = example_text();
     assert!(text.contains(from), "the example no longer has {from:?}");
