@@ -31,7 +31,8 @@ impl fmt::Display for RedactedTarget<'_> {
             }
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
-            if self.params.iter().any(|p| p.eq_ignore_ascii_case(&decoded)) {
+            // A JWT under a parameter name nobody configured (a typo, a custom link) is masked all the same.
+            if self.params.iter().any(|p| p.eq_ignore_ascii_case(&decoded)) || looks_like_jwt(value) {
                 write!(f, "{name}=[redacted]")?;
             } else if value.is_empty() && !pair.contains('=') {
                 f.write_str(name)?;
@@ -41,6 +42,11 @@ impl fmt::Display for RedactedTarget<'_> {
         }
         Ok(())
     }
+}
+
+/// A compact JWS: `eyJ` (base64url of `{"`) and three dot-separated parts.
+fn looks_like_jwt(value: &str) -> bool {
+    value.starts_with("eyJ") && value.bytes().filter(|b| *b == b'.').count() == 2
 }
 
 #[cfg(test)]
@@ -56,6 +62,13 @@ mod tests {
         assert_eq!(
             RedactedTarget::new(&uri, &params).to_string(),
             "/api/auth/sso?jwt=[redacted]&redirect_uri=/x&flag&%6Ds_token=[redacted]"
+        );
+        let uri: Uri = "/x?custom=eyJhbGciOi.eyJzdWIi.c2ln&page=2"
+            .parse()
+            .unwrap_or_default();
+        assert_eq!(
+            RedactedTarget::new(&uri, &params).to_string(),
+            "/x?custom=[redacted]&page=2"
         );
     }
 }

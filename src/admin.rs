@@ -15,36 +15,114 @@ use serde_json::{Value, json};
 
 use crate::body::Body;
 use crate::directory::{DirectoryError, MemberFilter, Status};
-use crate::gateway::Shared;
+use crate::gateway::{Live, Shared};
 use crate::sso::now;
 
 const MAX_BODY_BYTES: usize = 16 * 1024;
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
-/// Answers one admin request. Never fails: every problem is a JSON error.
+/// Answers one admin-listener request: health, readiness and metrics for anyone who can reach the listener, the
+/// member API for holders of the token. Never fails: every problem is a JSON error.
 pub async fn handle(
     request: Request<Incoming>,
     peer: SocketAddr,
-    shared: Arc<Shared>,
-    token: Arc<str>,
+    live: Arc<Live>,
+    token: Option<Arc<str>>,
 ) -> Response<Body> {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = match route(request, peer, &shared, &token).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+    let id = crate::context::new_id();
+    let context = crate::context::RequestContext::new(Arc::clone(&id));
+    crate::context::scope(context, async move {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let shared = live.load();
+        let response = match probe(&request, &live, &shared).await {
+            Some(response) => response,
+            None => match route(request, peer, &shared, token.as_deref()).await {
+                Ok(response) => response,
+                Err(error) => error.into_response(),
+            },
+        };
+        // Probes and scrapes arrive every few seconds: their lines would drown the API's, so they go to debug.
+        if matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+            tracing::debug!(target: "ssogate::admin", %peer, method = %method, path = %path, status = response.status().as_u16());
+        } else {
+            tracing::info!(target: "ssogate::admin", %peer, method = %method, path = %path, status = response.status().as_u16());
+        }
+        let mut response = response;
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(crate::context::HEADER, value);
+        }
+        response
+    })
+    .await
+}
+
+/// `/healthz`, `/readyz` and `/metrics` (GET or HEAD, no token); `None` for every other request.
+async fn probe(
+    request: &Request<Incoming>,
+    live: &Live,
+    shared: &Shared,
+) -> Option<Response<Body>> {
+    let path = request.uri().path();
+    if !matches!(path, "/healthz" | "/readyz" | "/metrics") {
+        return None;
+    }
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return Some(
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "use GET",
+            )
+            .into_response(),
+        );
+    }
+    let (status, content_type, body) = match path {
+        "/healthz" => (
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            "ok\n".to_owned(),
+        ),
+        "/readyz" => {
+            let report = live.readiness.check(shared).await;
+            let status = if report.ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (status, "application/json", json!(report).to_string())
+        }
+        _ => {
+            let sessions = live.readiness.active_sessions(shared).await;
+            (
+                StatusCode::OK,
+                crate::metrics::CONTENT_TYPE,
+                live.metrics.render(sessions),
+            )
+        }
     };
-    tracing::info!(target: "ssogate::admin", %peer, method = %method, path = %path, status = response.status().as_u16());
-    response
+    let mut response = Response::new(Body::full(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Some(response)
 }
 
 async fn route(
     request: Request<Incoming>,
     peer: SocketAddr,
     shared: &Shared,
-    token: &str,
+    token: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
+    let Some(token) = token else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "admin_api_off",
+            "the member API is off: set admin.token to enable it",
+        ));
+    };
     authorize(&request, token)?;
     let Some(sso) = shared.sso() else {
         return Err(ApiError::new(

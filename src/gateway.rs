@@ -23,14 +23,18 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, HeaderValue, SET_COOKIE};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
+use arc_swap::ArcSwap;
+
 use crate::access_log::RedactedTarget;
 use crate::body::Body;
 use crate::canonical;
 use crate::config::Config;
+use crate::context::{self, RequestContext};
 use crate::directory::DirectoryError;
 use crate::forwarded::Forwarding;
 use crate::framing::FramingVerdicts;
 use crate::identity::{self, ForumIdentity};
+use crate::metrics::{Metrics, RouteKind};
 use crate::proxy::{self, Timing, Tunnels, Upstream};
 use crate::reject::{Blame, Rejection, wants_json};
 use crate::routes::{self, LogoutDecision, Route};
@@ -81,8 +85,38 @@ impl ConnInfo {
 /// One worker's pipeline: the state all workers share, and this worker's own upstream pool.
 #[derive(Debug)]
 pub struct Gateway {
-    shared: Arc<Shared>,
+    live: Arc<Live>,
     upstream: Upstream,
+}
+
+/// What every worker and the admin listener share for the whole run: the configuration-derived [`Shared`], which a
+/// reload replaces in one atomic swap, and what a reload must never reset (metrics, readiness probes).
+#[derive(Debug)]
+pub struct Live {
+    shared: ArcSwap<Shared>,
+    pub metrics: Metrics,
+    pub readiness: crate::health::Readiness,
+}
+
+impl Live {
+    pub fn new(shared: Arc<Shared>, readiness: crate::health::Readiness) -> Self {
+        Self {
+            shared: ArcSwap::new(shared),
+            metrics: Metrics::new(),
+            readiness,
+        }
+    }
+
+    /// The configuration now in force. A request takes it once and keeps it to the end, so one request never sees
+    /// half of an old configuration and half of a new one.
+    pub fn load(&self) -> Arc<Shared> {
+        self.shared.load_full()
+    }
+
+    /// Puts a reloaded configuration in force for every request that starts from now on.
+    pub fn store(&self, shared: Arc<Shared>) {
+        self.shared.store(shared);
+    }
 }
 
 /// What every worker shares.
@@ -105,6 +139,17 @@ impl Shared {
     /// Builds what every worker shares; opens the member directory when SSO is configured.
     pub async fn new(config: &Config, tunnels: Tunnels) -> Result<Arc<Self>, DirectoryError> {
         let sso = Sso::new(config).await?;
+        Ok(Arc::new(Self::assemble(config, tunnels, sso)))
+    }
+
+    /// The same, for a reloaded `config`: the directory, replay memory and ended sessions carry over (see
+    /// [`Sso::reloaded`]).
+    pub fn reloaded(&self, config: &Config) -> Arc<Self> {
+        let sso = self.sso.as_ref().and_then(|sso| sso.reloaded(config));
+        Arc::new(Self::assemble(config, self.tunnels.clone(), sso))
+    }
+
+    fn assemble(config: &Config, tunnels: Tunnels, sso: Option<Sso>) -> Self {
         let mut redacted_params: Vec<String> = [
             "jwt",
             "token",
@@ -122,7 +167,7 @@ impl Shared {
                 }
             }
         }
-        Ok(Arc::new(Shared {
+        Shared {
             audience: config
                 .upstream
                 .url
@@ -134,7 +179,7 @@ impl Shared {
             tunnels,
             redacted_params,
             sso,
-        }))
+        }
     }
 
     pub fn sso(&self) -> Option<&Sso> {
@@ -143,12 +188,30 @@ impl Shared {
 }
 
 impl Gateway {
-    pub fn new(shared: Arc<Shared>, upstream: Upstream) -> Self {
-        Self { shared, upstream }
+    pub fn new(live: Arc<Live>, upstream: Upstream) -> Self {
+        Self { live, upstream }
+    }
+
+    pub fn live(&self) -> &Arc<Live> {
+        &self.live
     }
 
     /// Answers one request. Never fails: rejections become their page, and every request gets one access-log line.
+    /// Everything it logs carries the request's id (see [`crate::context`]).
     pub async fn handle(&self, request: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+        let shared = self.live.load();
+        let id = request_id(&shared, conn, request.headers());
+        let context = RequestContext::new(Arc::clone(&id));
+        context::scope(context, self.handle_in_context(shared, id, request, conn)).await
+    }
+
+    async fn handle_in_context(
+        &self,
+        shared: Arc<Shared>,
+        id: Arc<str>,
+        mut request: Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> Response<Body> {
         let started = Instant::now();
         conn.touch(started);
         let index = conn.requests.fetch_add(1, Ordering::Relaxed);
@@ -156,29 +219,40 @@ impl Gateway {
         let uri = request.uri().clone();
         let version = request.version();
         let json = wants_json(request.headers());
+        let id_header = HeaderValue::from_str(&id).ok();
+        if let Some(value) = &id_header {
+            request.headers_mut().insert(context::HEADER, value.clone());
+        }
         let mut timing = Timing::default();
 
-        let result = self.try_handle(request, conn, index, &mut timing).await;
-        let (response, rejection) = match result {
+        let result = self
+            .try_handle(&shared, request, conn, index, &mut timing)
+            .await;
+        let (mut response, rejection) = match result {
             Ok(response) => (response, None),
             Err(rejection) => {
                 let facts = (rejection.code(), rejection.to_string(), rejection.blame());
                 (rejection.into_response(json), Some(facts))
             }
         };
+        if let Some(value) = id_header {
+            response.headers_mut().insert(context::HEADER, value);
+        }
 
-        let target = RedactedTarget::new(&uri, &self.shared.redacted_params);
+        let target = RedactedTarget::new(&uri, &shared.redacted_params);
         let status = response.status().as_u16();
+        let metrics = &self.live.metrics;
+        metrics.request(timing.route, status, timing.upstream);
+        if timing.route == RouteKind::SsoEntry {
+            metrics.sso_login(rejection.as_ref().map_or("ok", |(code, _, _)| *code));
+        }
         let ms = millis(started.elapsed());
         let upstream_ms = timing.upstream.map(millis);
-        let member = timing.member.as_deref();
         let (reason, cause, blame) = match &rejection {
-            Some((code, cause, blame)) => (
-                Some(*code),
-                Some(tracing::field::display(cause)),
-                Some(*blame),
-            ),
-            None => (None, None, None),
+            Some((code, cause, blame)) => {
+                (*code, Some(tracing::field::display(cause)), Some(*blame))
+            }
+            None => (timing.decision, None, None),
         };
         // One line per request; a refusal carries its code and cause on that same line, at warn when it is not the
         // client's doing (the upstream is down, or the gateway is).
@@ -192,7 +266,6 @@ impl Gateway {
                     path = %target,
                     version = ?version,
                     status,
-                    member,
                     ms,
                     upstream_ms,
                     reason,
@@ -209,6 +282,7 @@ impl Gateway {
 
     async fn try_handle(
         &self,
+        shared: &Shared,
         mut request: Request<Incoming>,
         conn: &ConnInfo,
         index: u64,
@@ -217,36 +291,45 @@ impl Gateway {
         request_filter(&request, conn, index)?;
         // Strip first, on every request and in every mode: whatever the client sent under our headers' names (in any
         // spelling, also when named in `Connection:`) never reaches the forum, and each strip is logged.
-        self.shared.identity.strip(request.headers_mut(), conn.peer);
+        shared.identity.strip(request.headers_mut(), conn.peer);
         // Before anything of ours is added: a client naming our headers in `Connection:` must not remove them.
         let upgrade = proxy::websocket_upgrade(&request);
         proxy::strip_hop_by_hop(request.headers_mut());
 
-        let Some(sso) = &self.shared.sso else {
+        let Some(sso) = &shared.sso else {
             // A plain proxy: the path goes through byte for byte.
-            return self.forward(request, conn, upgrade, timing).await;
+            timing.route = RouteKind::Proxy;
+            timing.decision = "proxied";
+            return self.forward(shared, request, conn, upgrade, timing).await;
         };
 
         // From here on every decision is made on one canonical path, and that is the path the forum gets.
         canonicalize(&mut request)?;
-        let mut request = match self.gateway_route(sso, request, conn).await? {
+        let mut request = match self
+            .gateway_route(shared, sso, request, conn, timing)
+            .await?
+        {
             Routed::Answered(response) => return Ok(response),
             Routed::Forum(request) => request,
         };
 
+        timing.route = RouteKind::Proxy;
         let now = now();
         let member = sso.session_member(request.headers(), now).await;
         identity::remove_cookie(request.headers_mut(), sso.sessions().cookie_name());
         let Some((_, entry)) = member else {
             if sso.routes().is_protected(request.uri().path()) {
+                timing.decision = "sign_in_first";
                 return self.sign_in_first(sso, &request);
             }
-            return self.forward(request, conn, upgrade, timing).await;
+            timing.decision = "proxied";
+            return self.forward(shared, request, conn, upgrade, timing).await;
         };
         sso.identity()
-            .apply(request.headers_mut(), &entry, &self.shared.audience, now);
-        timing.member = Some(entry.member.id.clone());
-        let mut response = self.forward(request, conn, upgrade, timing).await?;
+            .apply(request.headers_mut(), &entry, &shared.audience, now);
+        context::set_member(&entry.member.id);
+        timing.decision = "proxied_member";
+        let mut response = self.forward(shared, request, conn, upgrade, timing).await?;
         private_cache(response.headers_mut());
         Ok(response)
     }
@@ -255,14 +338,17 @@ impl Gateway {
     /// sign-up, logout and account routes. `None`: the request is for the forum.
     async fn gateway_route(
         &self,
+        shared: &Shared,
         sso: &Sso,
         request: Request<Incoming>,
         conn: &ConnInfo,
+        timing: &mut Timing,
     ) -> Result<Routed, Rejection> {
         let path = request.uri().path();
         if let Some(entry) = sso.route(path) {
-            let client = self
-                .shared
+            timing.route = RouteKind::SsoEntry;
+            timing.decision = "signed_in";
+            let client = shared
                 .forwarding
                 .client_ip(conn.peer.ip(), request.headers());
             return sso
@@ -272,6 +358,8 @@ impl Gateway {
         }
         if let Some((jwks_path, jwks)) = sso.identity().assertion().and_then(|a| a.jwks()) {
             if path == jwks_path {
+                timing.route = RouteKind::Jwks;
+                timing.decision = "jwks";
                 return Ok(Routed::Answered(jwks_response(jwks)));
             }
         }
@@ -279,16 +367,25 @@ impl Gateway {
             return Ok(Routed::Forum(request));
         };
         if route != Route::Logout {
+            timing.route = RouteKind::ForumRoute;
+            timing.decision = match route {
+                Route::Login => "login_redirect",
+                Route::Signup => "signup_redirect",
+                Route::AccountSettings | Route::Logout => "account_redirect",
+            };
             return Ok(Routed::Answered(
                 sso.routes().integrator_redirect(route, &request),
             ));
         }
+        timing.route = RouteKind::Logout;
         let response = match routes::logout_decision(
             request.method(),
             sso.routes().same_origin(request.headers()),
         ) {
             LogoutDecision::LogOut => {
+                timing.decision = "signed_out";
                 if let Some(session) = sso.sessions().read(request.headers(), now()) {
+                    context::set_member(&session.member_id);
                     sso.log_out(&session).await.map_err(Rejection::Directory)?;
                 }
                 let mut response =
@@ -298,7 +395,10 @@ impl Gateway {
                 }
                 response
             }
-            LogoutDecision::Confirm => routes::confirm_logout_page(path),
+            LogoutDecision::Confirm => {
+                timing.decision = "logout_confirm";
+                routes::confirm_logout_page(path)
+            }
             LogoutDecision::Refuse => return Err(Rejection::CrossSiteLogout),
             LogoutDecision::WrongMethod => {
                 return Err(Rejection::MethodNotAllowed(request.method().clone()));
@@ -323,20 +423,21 @@ impl Gateway {
 
     async fn forward(
         &self,
+        shared: &Shared,
         mut request: Request<Incoming>,
         conn: &ConnInfo,
         upgrade: Option<HeaderValue>,
         timing: &mut Timing,
     ) -> Result<Response<Body>, Rejection> {
         let client_host = client_host(&request);
-        self.shared.forwarding.apply(
+        shared.forwarding.apply(
             request.headers_mut(),
             conn.peer.ip(),
             conn.proto,
             client_host.as_ref(),
         );
         self.upstream
-            .forward(request, upgrade, client_host, &self.shared.tunnels, timing)
+            .forward(request, upgrade, client_host, &shared.tunnels, timing)
             .await
     }
 }
@@ -412,6 +513,18 @@ fn jwks_response(body: &str) -> Response<Body> {
 /// Milliseconds with microsecond precision: readable in a log line, exact enough to compare.
 fn millis(duration: std::time::Duration) -> f64 {
     (duration.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// The request's id: a trusted proxy's `X-Request-Id` when it sent a usable one, else a new one.
+fn request_id(shared: &Shared, conn: &ConnInfo, headers: &HeaderMap) -> Arc<str> {
+    if let Some(value) = headers.get(context::HEADER) {
+        if shared.forwarding.is_trusted(conn.peer.ip()) {
+            if let Some(id) = context::accept_incoming(value) {
+                return id;
+            }
+        }
+    }
+    context::new_id()
 }
 
 /// Refuses requests that must never reach the upstream.

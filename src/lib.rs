@@ -11,7 +11,8 @@
 //! - [`access_log`] writes the one line each request gets, with token parameters masked.
 //!
 //! [`config`] turns the YAML file into typed values once, at start; [`tls`] loads certificates (and makes development
-//! ones); [`logging`] sets up `tracing`.
+//! ones); [`logging`] sets up `tracing`. [`demo`] runs the gateway with a built-in forum and token-minting site for a
+//! first try.
 
 pub mod access_log;
 pub mod admin;
@@ -20,15 +21,20 @@ pub mod body;
 pub mod canonical;
 pub mod cli_members;
 pub mod config;
+pub mod context;
+pub mod demo;
 pub mod directory;
 pub mod forwarded;
 pub mod framing;
 pub mod gateway;
+pub mod health;
 pub mod identity;
 pub mod limit;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod reject;
+pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod session;

@@ -1,5 +1,8 @@
 //! Log output: `tracing` with `RUST_LOG`-style filtering; human-readable lines (coloured on a terminal) or JSON.
 //!
+//! Lines logged while a request is served carry its `request_id` and, once known, its `member` (from
+//! [`crate::context`]), in both formats, without any call site passing them.
+//!
 //! Lines are written to stderr through a small buffer, as nginx does with `access_log ... buffer=32k flush=...`:
 //! one `write` per request line was a measurable share of the proxy's cost. The buffer is written out when it holds
 //! 32 KiB, at least every 100 ms (see [`flush_periodically`]), at exit, and at once for any warning or error, so a
@@ -9,9 +12,14 @@ use std::io::{IsTerminal as _, Write};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tracing::{Level, Metadata};
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::LogFormat;
 
@@ -100,15 +108,112 @@ pub fn init(format: LogFormat) -> LogBuffer {
         .with_env_filter(filter)
         .with_writer(buffer.clone());
     let _ = if format == LogFormat::Json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init()
+        builder.event_format(JsonLine).try_init()
     } else {
-        builder.with_ansi(terminal).try_init()
+        builder
+            .fmt_fields(TextFields::default())
+            .with_ansi(terminal)
+            .try_init()
     };
     buffer
+}
+
+/// The text format's fields, followed by the current request's id and member.
+#[derive(Debug, Default)]
+pub struct TextFields {
+    inner: DefaultFields,
+}
+
+impl<'w> FormatFields<'w> for TextFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        self.inner.format_fields(writer.by_ref(), fields)?;
+        if let Some((id, member)) = crate::context::current() {
+            write!(writer, " request_id={id}")?;
+            if let Some(member) = member {
+                write!(writer, " member={member}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One JSON object per line: `timestamp` (RFC 3339, UTC), `level`, `target`, `message`, the event's fields, and the
+/// current request's `request_id` and `member`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct JsonLine;
+
+impl<S, N> FormatEvent<S, N> for JsonLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        let mut object = Map::new();
+        object.insert("timestamp".into(), Value::String(timestamp()));
+        object.insert("level".into(), Value::String(meta.level().as_str().into()));
+        object.insert("target".into(), Value::String(meta.target().into()));
+        event.record(&mut JsonFields(&mut object));
+        if let Some((id, member)) = crate::context::current() {
+            object.insert("request_id".into(), Value::String(id.to_string()));
+            if let Some(member) = member {
+                object.insert("member".into(), Value::String(member.to_string()));
+            }
+        }
+        writeln!(writer, "{}", Value::Object(object))
+    }
+}
+
+/// UTC, to the microsecond: enough to order lines, short enough to read.
+fn timestamp() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Microsecond)
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+        .to_string()
+}
+
+struct JsonFields<'a>(&'a mut Map<String, Value>);
+
+impl Visit for JsonFields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().into(), Value::String(format!("{value:?}")));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0
+            .insert(field.name().into(), Value::String(value.into()));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), Value::from(value));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.0
+            .insert(field.name().into(), Value::String(value.to_string()));
+    }
 }
 
 /// Writes the buffer out every [`FLUSH_EVERY`] until the process ends; run it on the main runtime.

@@ -12,8 +12,8 @@ use ssogate::config::Config;
 /// Runs a reverse proxy in front of the forum named by `upstream.url`. Every request is forwarded unchanged, with
 /// X-Forwarded-For/-Proto/-Host set (client-sent values are kept only from `trusted_proxies`) and hop-by-hop
 /// headers removed. Logging follows RUST_LOG (e.g. RUST_LOG=info,ssogate=debug); the access log target is
-/// `ssogate::access`. SIGTERM or SIGINT stop accepting, let requests in flight finish (up to
-/// `limits.shutdown_timeout`) and exit 0.
+/// `ssogate::access`. SIGHUP reloads the config file (an invalid one is refused and the running config stays).
+/// SIGTERM or SIGINT stop accepting, let requests in flight finish (up to `limits.shutdown_timeout`) and exit 0.
 #[derive(Debug, Parser)]
 #[command(name = "ssogate", version, about, long_about, after_help = EXAMPLES)]
 struct Cli {
@@ -56,6 +56,11 @@ enum Command {
     /// Address and token: --admin-url and --token (or SSOGATE_ADMIN_TOKEN), else the `admin` section of --config,
     /// else http://127.0.0.1:9090. Exits 0 on success, 1 when the API refuses or cannot be reached, 2 on a usage error.
     Members(ssogate::cli_members::MembersArgs),
+    /// Try the SSO flow in a browser: a demo forum behind the gateway, a demo sign-in site and a ready sign-in link.
+    ///
+    /// Needs no config file (--config is not read) and no other software. Prints the forum's URL and a sign-in link
+    /// on stdout; keeps members in a temporary directory removed at exit. Ctrl-C stops it.
+    Demo(ssogate::demo::DemoArgs),
     /// Diagnose SSO tokens against the config (see token check --help).
     Token(ssogate::token_check::TokenArgs),
     /// Print a JSON Schema (draft 2020-12) of the config file, for editors and CI linters.
@@ -68,6 +73,7 @@ Examples:
   SSOGATE_CONFIG=ssogate.yaml ssogate            the same, config from the environment
   ssogate check-config ssogate.yaml              validate before (re)starting
   ssogate dev-certs --out certs/dev              TLS files for local testing
+  ssogate demo                                   try the SSO flow in a browser, no config needed
   ssogate members list --status deactivated      members, through the admin API (see members --help)
   ssogate token check < token.txt                why would the gateway refuse this token (or sign-in URL)?
   ssogate token check --json \"$SIGN_IN_URL\"      the same for a pasted sign-in URL, as JSON
@@ -80,6 +86,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { path } => check_config(path.or(cli.config)),
         Command::DevCerts { out, hosts } => dev_certs(&out, &hosts),
         Command::Members(args) => ssogate::cli_members::run(args, cli.config.as_deref()),
+        Command::Demo(args) => ssogate::demo::run(&args),
         Command::Token(args) => ssogate::token_check::run(args, cli.config.as_deref()),
         Command::ConfigSchema => {
             println!("{:#}", ssogate::config::schema::json_schema());
@@ -116,7 +123,7 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
 }
 
 fn run(path: Option<PathBuf>) -> ExitCode {
-    let config = match load(path) {
+    let config = match load(path.clone()) {
         Ok(config) => config,
         Err(code) => return code,
     };
@@ -142,6 +149,9 @@ fn run(path: Option<PathBuf>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(path) = path {
+            tokio::spawn(ssogate::server::reload_on_sighup(running.reloader(), path));
+        }
         let token = running.shutdown_token();
         tokio::spawn(async move {
             ssogate::server::stop_signal().await;

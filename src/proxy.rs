@@ -51,8 +51,10 @@ pub struct Upstream {
 pub struct Timing {
     /// From sending the request to receiving the upstream's response head.
     pub upstream: Option<Duration>,
-    /// The member whose session the request carried.
-    pub member: Option<String>,
+    /// Which part of the gateway answered (the metrics' `route` label).
+    pub route: crate::metrics::RouteKind,
+    /// Why the request ended as it did, when it was not refused (the access line's `reason`).
+    pub decision: &'static str,
 }
 
 /// Where the upgraded tunnels live, so shutdown can wait for (or cut) them.

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -24,8 +25,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, UpstreamConfig};
 use crate::framing::FramingGuard;
-use crate::gateway::{ConnInfo, Gateway, Shared};
+use crate::gateway::{ConnInfo, Gateway, Live, Shared};
+use crate::health::Readiness;
 use crate::proxy::{Tunnels, Upstream};
+use crate::reload::Reloader;
 use crate::tls::{self, TlsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,14 +48,48 @@ pub enum StartError {
     Directory(#[from] crate::directory::DirectoryError),
 }
 
-/// Per-connection settings, shared by all connections.
-#[derive(Debug)]
-struct ConnSettings {
+/// Per-connection settings, shared by all connections. A reload swaps in new ones (timeouts, header size, the TLS
+/// certificate); each connection keeps those it started with.
+pub(crate) struct ConnSettings {
     header_read_timeout: Duration,
     idle_timeout: Duration,
     max_header_bytes: usize,
     shutdown_timeout: Duration,
     slots: Arc<Semaphore>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for ConnSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnSettings")
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnSettings {
+    /// The settings for `config`, keeping the connection slots (their number needs a restart).
+    pub(crate) fn new(config: &Config, slots: Arc<Semaphore>) -> Result<Self, TlsError> {
+        let tls = match &config.tls {
+            Some(tls) => Some(TlsAcceptor::from(tls::server_config(tls)?)),
+            None => None,
+        };
+        Ok(Self {
+            header_read_timeout: config.limits.header_read_timeout,
+            idle_timeout: config.limits.idle_timeout,
+            max_header_bytes: config.limits.max_header_bytes,
+            shutdown_timeout: config.limits.shutdown_timeout,
+            slots,
+            tls,
+        })
+    }
+
+    pub(crate) fn slots(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.slots)
+    }
 }
 
 /// A started gateway: its bound addresses and the means to stop it.
@@ -63,6 +100,7 @@ pub struct Running {
     pub tls_addr: Option<SocketAddr>,
     /// The admin API's address, when it runs (it needs `admin.token`).
     pub admin_addr: Option<SocketAddr>,
+    reloader: Reloader,
     shutdown: CancellationToken,
     connections: TaskTracker,
     tunnels: TaskTracker,
@@ -77,58 +115,55 @@ pub struct Running {
 /// nginx runs worker processes: a request and the upstream exchange it causes stay on one thread, with no wake-ups
 /// across threads. Only the gateway's shared state (keys, directory, limits) is common to all workers.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
-    let acceptor = match &config.tls {
-        Some(tls) => Some(TlsAcceptor::from(tls::server_config(tls)?)),
-        None => None,
-    };
+    let slots = Arc::new(Semaphore::new(config.limits.max_connections));
+    let settings = Arc::new(ArcSwap::from_pointee(ConnSettings::new(
+        config,
+        Arc::clone(&slots),
+    )?));
     // One socket per worker and listener, all bound to the same address with SO_REUSEPORT: the kernel spreads new
     // connections evenly over the workers' accept queues (one shared queue leaves one worker doing most of the work).
-    let mut listeners: Vec<(Vec<std::net::TcpListener>, Option<TlsAcceptor>)> = Vec::new();
+    // The flag says whether the listener speaks TLS.
+    let mut listeners: Vec<(Vec<std::net::TcpListener>, bool)> = Vec::new();
     if let Some(addr) = config.listen {
-        listeners.push((bind_workers("listen", addr, config.workers)?, None));
+        listeners.push((bind_workers("listen", addr, config.workers)?, false));
     }
-    if let (Some(tls), Some(acceptor)) = (&config.tls, acceptor) {
+    if let Some(tls) = &config.tls {
         listeners.push((
             bind_workers("tls.listen", tls.listen, config.workers)?,
-            Some(acceptor),
+            true,
         ));
     }
 
     let shutdown = CancellationToken::new();
     let connections = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(config.limits.max_connections));
     let tunnels = Tunnels {
         tracker: TaskTracker::new(),
         shutdown: shutdown.clone(),
         slots: Arc::clone(&slots),
     };
     let shared = Shared::new(config, tunnels.clone()).await?;
-    if shared.sso().is_some() {
+    let sso_on = shared.sso().is_some();
+    let live = Arc::new(Live::new(shared, Readiness::new(&config.upstream)));
+    if sso_on {
         // Housekeeping for the shared SSO state, on the caller's runtime: forget expired replays, idle limiter keys.
-        let sweeper = Arc::clone(&shared);
+        let sweeper = Arc::clone(&live);
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(30));
             loop {
                 tokio::select! {
-                    _ = tick.tick() => if let Some(sso) = sweeper.sso() { sso.sweep() },
+                    _ = tick.tick() => if let Some(sso) = sweeper.load().sso() { sso.sweep() },
                     () = stop.cancelled() => return,
                 }
             }
         });
     }
-    let settings = Arc::new(ConnSettings {
-        header_read_timeout: config.limits.header_read_timeout,
-        idle_timeout: config.limits.idle_timeout,
-        max_header_bytes: config.limits.max_header_bytes,
-        shutdown_timeout: config.limits.shutdown_timeout,
-        slots,
-    });
 
     let mut running = Running {
         http_addr: None,
         tls_addr: None,
         admin_addr: None,
+        reloader: Reloader::new(config.clone(), Arc::clone(&live), Arc::clone(&settings)),
         shutdown: shutdown.clone(),
         connections: connections.clone(),
         tunnels: tunnels.tracker.clone(),
@@ -138,7 +173,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     for (sockets, tls) in &listeners {
         let addr = sockets.first().and_then(|socket| socket.local_addr().ok());
         let shown = addr.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-        if tls.is_some() {
+        if *tls {
             running.tls_addr = addr;
             tracing::info!(addr = %shown, upstream = %config.upstream.url, workers = config.workers, "listening for HTTPS (h2, http/1.1)");
         } else {
@@ -147,7 +182,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         }
     }
 
-    if let Some(token) = &config.admin.token {
+    if config.admin.enabled {
         let listener = TcpListener::bind(config.admin.listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -156,27 +191,33 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                 source,
             })?;
         running.admin_addr = listener.local_addr().ok();
-        tracing::info!(addr = %running.admin_addr.unwrap_or(config.admin.listen), "admin API listening");
+        let addr = running.admin_addr.unwrap_or(config.admin.listen);
+        let token = config.admin.token.as_deref().map(Arc::from);
+        if token.is_some() {
+            tracing::info!(%addr, "admin listener: health, readiness, metrics and the member API");
+        } else {
+            tracing::info!(%addr, "admin listener: health, readiness and metrics (set admin.token for the member API)");
+        }
         tokio::spawn(admin_loop(
             listener,
-            Arc::clone(&shared),
-            Arc::from(token.as_str()),
+            Arc::clone(&live),
+            token,
             shutdown.clone(),
         ));
-    } else if shared.sso().is_some() {
-        tracing::info!("admin API off: set admin.token to enable it");
+    } else {
+        tracing::info!("admin listener off: set admin.listen for health, readiness and metrics");
     }
 
     for index in 0..config.workers {
         let mut own = Vec::new();
         for (sockets, tls) in &mut listeners {
             if let Some(socket) = sockets.pop() {
-                own.push((socket, tls.clone()));
+                own.push((socket, *tls));
             }
         }
         let worker = Worker {
             listeners: own,
-            shared: Arc::clone(&shared),
+            live: Arc::clone(&live),
             upstream: config.upstream.clone(),
             settings: Arc::clone(&settings),
             shutdown: shutdown.clone(),
@@ -206,10 +247,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
 /// One worker thread's share of the work.
 struct Worker {
-    listeners: Vec<(std::net::TcpListener, Option<TlsAcceptor>)>,
-    shared: Arc<Shared>,
+    listeners: Vec<(std::net::TcpListener, bool)>,
+    live: Arc<Live>,
     upstream: UpstreamConfig,
-    settings: Arc<ConnSettings>,
+    settings: Arc<ArcSwap<ConnSettings>>,
     shutdown: CancellationToken,
     connections: TaskTracker,
     tunnels: TaskTracker,
@@ -218,7 +259,7 @@ struct Worker {
 impl Worker {
     async fn run(self) {
         // The pool lives on this thread: its connections are driven by this runtime.
-        let gateway = Arc::new(Gateway::new(self.shared, Upstream::new(&self.upstream)));
+        let gateway = Arc::new(Gateway::new(self.live, Upstream::new(&self.upstream)));
         let mut loops = Vec::new();
         for (listener, tls) in self.listeners {
             let listener = match TcpListener::from_std(listener) {
@@ -242,7 +283,7 @@ impl Worker {
             let _ = accept_loop.await;
         }
         // Connections (and tunnels) running on this thread need its runtime until they finish.
-        let _ = tokio::time::timeout(self.settings.shutdown_timeout, async {
+        let _ = tokio::time::timeout(self.settings.load().shutdown_timeout, async {
             self.connections.wait().await;
             self.tunnels.wait().await;
         })
@@ -251,6 +292,11 @@ impl Worker {
 }
 
 impl Running {
+    /// What re-reads the configuration (on SIGHUP, or when a test asks).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
     /// A token that stops the gateway when cancelled (what a signal handler or a test uses).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -299,8 +345,8 @@ impl Running {
 /// The admin listener: HTTP/1.1, low traffic, on the caller's runtime.
 async fn admin_loop(
     listener: TcpListener,
-    shared: Arc<Shared>,
-    token: Arc<str>,
+    live: Arc<Live>,
+    token: Option<Arc<str>>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -312,15 +358,15 @@ async fn admin_loop(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let shared = Arc::clone(&shared);
-        let token = Arc::clone(&token);
+        let live = Arc::clone(&live);
+        let token = token.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let shared = Arc::clone(&shared);
-                let token = Arc::clone(&token);
+                let live = Arc::clone(&live);
+                let token = token.clone();
                 async move {
-                    Ok::<_, Infallible>(crate::admin::handle(request, peer, shared, token).await)
+                    Ok::<_, Infallible>(crate::admin::handle(request, peer, live, token).await)
                 }
             });
             let mut builder = http1::Builder::new();
@@ -338,6 +384,24 @@ async fn admin_loop(
                 }
             }
         });
+    }
+}
+
+/// Reloads the configuration from `path` on every SIGHUP, until the process ends.
+pub async fn reload_on_sighup(reloader: Reloader, path: std::path::PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(hangup) => hangup,
+        Err(error) => {
+            tracing::error!(error = %error, "cannot install the SIGHUP handler; reloading needs a restart");
+            return;
+        }
+    };
+    while hangup.recv().await.is_some() {
+        tracing::info!(signal = "SIGHUP", file = %path.display(), "reloading the configuration");
+        // The outcome is logged and counted by the reloader.
+        let _ = reloader.reload_file(&path);
     }
 }
 
@@ -405,15 +469,17 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: bool,
     gateway: Arc<Gateway>,
-    settings: Arc<ConnSettings>,
+    settings: Arc<ArcSwap<ConnSettings>>,
     shutdown: CancellationToken,
     connections: TaskTracker,
 ) {
+    // The slots never change (max_connections needs a restart), so they are taken once, outside the swap.
+    let slots = settings.load().slots();
     loop {
         let permit = tokio::select! {
-            permit = Arc::clone(&settings.slots).acquire_owned() => match permit {
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => return,
             },
@@ -434,16 +500,23 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let gateway = Arc::clone(&gateway);
-        let settings = Arc::clone(&settings);
+        // Each connection runs on the settings in force when it was accepted.
+        let settings = settings.load_full();
         let shutdown = shutdown.clone();
-        let tls = tls.clone();
         connections.spawn(async move {
-            match tls {
-                None => serve_http1(stream, peer, "http", gateway, &settings, &shutdown).await,
-                Some(acceptor) => {
+            let live = Arc::clone(gateway.live());
+            live.metrics.connection_opened();
+            match (tls, settings.tls.clone()) {
+                (true, Some(acceptor)) => {
                     serve_tls(stream, peer, acceptor, gateway, &settings, &shutdown).await;
                 }
+                (false, _) => {
+                    serve_http1(stream, peer, "http", gateway, &settings, &shutdown).await;
+                }
+                // Cannot happen (a reload never removes TLS from a running gateway); never answer in clear text.
+                (true, None) => {}
             }
+            live.metrics.connection_closed();
             drop(permit);
         });
     }

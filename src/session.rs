@@ -15,6 +15,9 @@ use crate::config::auth::{SameSite, SessionConfig};
 /// Browsers drop cookies over 4096 bytes; ours stays far below.
 pub const MAX_COOKIE_BYTES: usize = 4096;
 
+/// How many earlier session secrets a chain of reloads keeps accepting.
+pub const MAX_PREVIOUS_KEYS: usize = 4;
+
 /// A verified session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -28,6 +31,8 @@ pub struct Session {
 /// Issues and reads session cookies.
 pub struct Sessions {
     key: Key,
+    /// Keys of earlier `session.secret`s (newest first), still accepted when opening cookies after a reload.
+    previous: Vec<Key>,
     name: String,
     ttl: i64,
     same_site: cookie::SameSite,
@@ -55,6 +60,7 @@ impl Sessions {
         Self {
             // derive_from needs 32 bytes or more; config validation refuses shorter secrets.
             key: Key::derive_from(&config.secret),
+            previous: Vec::new(),
             name,
             ttl: i64::try_from(config.ttl.as_secs()).unwrap_or(i64::MAX),
             same_site: match config.same_site {
@@ -66,6 +72,17 @@ impl Sessions {
             partitioned: config.partitioned,
             domain: config.domain.clone(),
         }
+    }
+
+    /// Keeps opening the cookies `earlier` issued, when its secret differs from this one's: a reload that changes
+    /// `session.secret` signs no one out. Up to [`MAX_PREVIOUS_KEYS`] earlier secrets are kept.
+    pub fn keep_opening(&mut self, earlier: &Sessions) {
+        self.previous = std::iter::once(&earlier.key)
+            .chain(&earlier.previous)
+            .filter(|key| key.master() != self.key.master())
+            .take(MAX_PREVIOUS_KEYS)
+            .cloned()
+            .collect();
     }
 
     /// The cookie's name as browsers see it (with `__Host-` when that applies).
@@ -159,9 +176,12 @@ impl Sessions {
             return None;
         }
         let jar = CookieJar::new();
-        let opened = jar
-            .private(&self.key)
-            .decrypt(Cookie::new(self.name.clone(), sealed.to_owned()))?;
+        let opened = std::iter::once(&self.key)
+            .chain(&self.previous)
+            .find_map(|key| {
+                jar.private(key)
+                    .decrypt(Cookie::new(self.name.clone(), sealed.to_owned()))
+            })?;
         let mut fields = opened.value().split('|');
         let (Some("v1"), Some(id), Some(member_id), Some(issued), Some(expires), None) = (
             fields.next(),
@@ -226,6 +246,28 @@ mod tests {
             secure,
             domain: None,
         }
+    }
+
+    #[test]
+    fn a_new_secret_keeps_opening_cookies_sealed_with_the_old_one() {
+        let old = Sessions::new(&config(false));
+        let (session, cookie) = old.issue("m1", 1000);
+        let mut rotated = config(false);
+        rotated.secret = b"another-secret-another-secret-32b".to_vec();
+        let mut new = Sessions::new(&rotated);
+        assert_eq!(new.read(&request_with(&cookie), 1001), None);
+        new.keep_opening(&old);
+        assert_eq!(new.read(&request_with(&cookie), 1001), Some(session));
+        // New cookies are sealed with the new secret only.
+        let (_, fresh) = new.issue("m2", 1000);
+        assert_eq!(
+            Sessions::new(&config(false)).read(&request_with(&fresh), 1001),
+            None
+        );
+        // Reloading the same secret adds nothing to try.
+        let mut same = Sessions::new(&rotated);
+        same.keep_opening(&new);
+        assert_eq!(same.previous.len(), 1);
     }
 
     fn request_with(set_cookie: &str) -> HeaderMap {

@@ -218,13 +218,13 @@ fn ids(members: &Value) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn without_a_token_there_is_no_admin_listener() {
+async fn without_a_token_there_is_no_member_api() {
     let scratch = Scratch::new("admin-off");
     let upstream = EchoUpstream::start().await;
     let plain = TestGateway::start(&sso_yaml(&scratch.0, "", NO_LIMITS), upstream.addr).await;
     assert_eq!(plain.admin_addr, None);
     plain.stop().await;
-    // A listen address alone does not start it either.
+    // A listen address alone starts the listener for health and metrics, but the member API stays off.
     let listen_only = TestGateway::start(
         &sso_yaml(
             &scratch.0,
@@ -234,7 +234,22 @@ async fn without_a_token_there_is_no_admin_listener() {
         upstream.addr,
     )
     .await;
-    assert_eq!(listen_only.admin_addr, None);
+    let admin = listen_only.admin_addr.expect("admin listener");
+    let health = client()
+        .get(format!("http://{admin}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let members = client()
+        .get(format!("http://{admin}/admin/members"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(members.status(), 404);
+    let body: serde_json::Value = members.json().await.unwrap();
+    assert_eq!(body["error"], "admin_api_off", "{body}");
     listen_only.stop().await;
 
     // With a token but no SSO there is no directory: every route says so, after the token check.

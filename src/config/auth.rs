@@ -161,7 +161,7 @@ pub struct Rate {
     pub burst: NonZeroU32,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RateLimitConfig {
     pub sso_per_ip: Option<Rate>,
     pub sso_per_subject: Option<Rate>,

@@ -55,9 +55,11 @@ pub struct Config {
     pub admin: AdminConfig,
 }
 
-/// The admin API's listener; it runs only with a token.
+/// The admin listener: health, readiness and metrics without a token; the member API with one.
 #[derive(Clone)]
 pub struct AdminConfig {
+    /// Whether the listener runs: `admin.listen` or `admin.token` is in the file.
+    pub enabled: bool,
     pub listen: SocketAddr,
     pub token: Option<String>,
 }
@@ -65,6 +67,7 @@ pub struct AdminConfig {
 impl fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdminConfig")
+            .field("enabled", &self.enabled)
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "[redacted]"))
             .finish()
@@ -393,6 +396,7 @@ impl Config {
         let routes = forum::routes(&raw.routes, ctx);
         let protect = forum::protect(raw.protect.as_ref(), ctx);
         let admin = AdminConfig {
+            enabled: raw.admin.listen.is_some() || raw.admin.token.is_some(),
             listen: ctx
                 .opt(raw.admin.listen.as_ref(), "admin.listen", parse_socket_addr)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9090))),
@@ -515,24 +519,39 @@ impl Ctx<'_> {
 }
 
 fn yaml_error(error: &yaml_serde::Error) -> ConfigError {
-    // yaml_serde's message already reads "key.path: problem at line L column C"; keep it whole and lift the key out.
+    // yaml_serde's message reads "key.path: problem at line L column C": lift the key and the line out, so the error
+    // reads like every other one (and a log shipper gets them as fields).
     let message = error.to_string();
-    let key = message
+    let mut key = message
         .split_once(": ")
         .map(|(head, _)| head)
         .filter(|head| !head.contains(' '))
         .unwrap_or("")
         .to_owned();
-    let message = if key.is_empty() {
+    let mut message = if key.is_empty() {
         message
     } else {
         message[key.len() + 2..].to_owned()
     };
-    ConfigError {
-        key,
-        line: None,
-        message,
+    let line = error.location().map(|location| location.line());
+    if let Some(at) = message.rfind(" at line ") {
+        if line.is_some() {
+            message.truncate(at);
+        }
     }
+    // "unknown field `x`": the key is the unknown one itself, under the path yaml_serde named.
+    if let Some(field) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(field, _)| field.to_owned())
+    {
+        key = if key.is_empty() {
+            field
+        } else {
+            format!("{key}.{field}")
+        };
+    }
+    ConfigError { key, line, message }
 }
 
 /// One worker per CPU the process may use.

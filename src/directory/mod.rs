@@ -240,6 +240,20 @@ impl Directory {
             .await
     }
 
+    /// Sessions issued that are neither expired nor ended (for the `sessions_active` metric).
+    pub async fn active_sessions(&self, now: i64) -> Result<i64, DirectoryError> {
+        self.store
+            .run(move |tx| sqlite::active_sessions(tx, now))
+            .await
+    }
+
+    /// Commits a one-row write: `Ok` means the directory can record sign-ins right now.
+    pub async fn check_writable(&self, now: i64) -> Result<(), DirectoryError> {
+        self.store
+            .run(move |tx| sqlite::touch_health(tx, now))
+            .await
+    }
+
     pub async fn members(&self, filter: MemberFilter) -> Result<Vec<Member>, DirectoryError> {
         self.store.run(move |tx| sqlite::list(tx, &filter)).await
     }

@@ -88,6 +88,11 @@ const SCHEMA: &[&str] = &[
         address   TEXT
     );
     CREATE INDEX audit_member ON audit (member_id);",
+    // Version 5: one row the readiness check rewrites, so `/readyz` proves a commit reaches the disk.
+    "CREATE TABLE health (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        checked_at INTEGER NOT NULL
+    );",
 ];
 
 const MEMBER_COLUMNS: &str = "id, sub, email, name, first_name, last_name, tagline, title, picture, lang, timezone, \
@@ -628,6 +633,26 @@ pub(super) fn sweep(tx: &Connection, now: i64) -> Result<(), DirectoryError> {
         .execute([now])?;
     tx.prepare_cached("DELETE FROM sessions WHERE expires_at < ?1")?
         .execute([now])?;
+    Ok(())
+}
+
+/// Sessions issued that are neither expired nor ended.
+pub(super) fn active_sessions(tx: &Connection, now: i64) -> Result<i64, DirectoryError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT COUNT(*) FROM sessions s WHERE s.expires_at > ?1 \
+             AND NOT EXISTS (SELECT 1 FROM revoked_sessions r WHERE r.id = s.id)",
+        )?
+        .query_row([now], |row| row.get(0))?)
+}
+
+/// A write that must reach the disk for the readiness check to pass.
+pub(super) fn touch_health(tx: &Connection, now: i64) -> Result<(), DirectoryError> {
+    tx.prepare_cached(
+        "INSERT INTO health (id, checked_at) VALUES (1, ?1) \
+         ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+    )?
+    .execute([now])?;
     Ok(())
 }
 

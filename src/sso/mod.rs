@@ -29,7 +29,7 @@ use http::HeaderMap;
 use crate::assertion::Assertion;
 use crate::body::Body;
 use crate::config::Config;
-use crate::config::auth::{EntryConfig, Profile};
+use crate::config::auth::{EntryConfig, Profile, RateLimitConfig};
 use crate::directory::{Directory, DirectoryError, Member, NewSession, Status, TokenUse};
 use crate::identity::{ForumIdentity, MemberCache, MemberEntry};
 use crate::limit::SsoLimits;
@@ -52,18 +52,32 @@ const MAX_FORM_BYTES: usize = 16 * 1024;
 pub struct Sso {
     entries: Vec<Entry>,
     verifier: Verifier,
-    replay: ReplayGuard,
-    limits: SsoLimits,
+    /// Shared with the instances a reload makes: a reload must not reopen a used token.
+    replay: Arc<ReplayGuard>,
+    limits: Arc<SsoLimits>,
+    /// What `limits` was built from: a reload keeps the limiters (and their counts) unless this changes.
+    rate_limit: RateLimitConfig,
     directory: Directory,
     sessions: Sessions,
-    /// Members with live sessions, their identity headers encoded.
+    /// Members with live sessions, their identity headers encoded (rebuilt on reload: the encoding may change).
     members: MemberCache,
-    /// Ended sessions (id -> when the cookie would have expired): checked in memory on every request.
-    revoked: DashMap<String, i64>,
+    /// Ended sessions (id -> when the cookie would have expired): checked in memory on every request, and shared
+    /// with the instances a reload makes.
+    revoked: Arc<DashMap<String, i64>>,
     identity: ForumIdentity,
     routes: ForumRoutes,
     /// Tribe's "external keys": custom profile field -> token claims, first non-empty wins.
     custom_fields: Vec<(String, Vec<String>)>,
+}
+
+/// What one SSO instance hands to the next (see [`Sso::reloaded`]).
+struct Carried<'a> {
+    directory: Directory,
+    replay: Arc<ReplayGuard>,
+    revoked: Arc<DashMap<String, i64>>,
+    limits: Arc<SsoLimits>,
+    /// The sessions of the instance being replaced, whose keys keep opening cookies.
+    previous: Option<&'a Sessions>,
 }
 
 /// One entry route and the paths it answers on.
@@ -84,8 +98,47 @@ impl Sso {
     /// Builds the SSO state when the config has an `sso` section; opens (and migrates) the directory and loads the
     /// sessions ended before a restart.
     pub async fn new(config: &Config) -> Result<Option<Self>, DirectoryError> {
-        let (Some(sso), Some(session)) = (&config.sso, &config.session) else {
+        if config.sso.is_none() || config.session.is_none() {
             return Ok(None);
+        }
+        let directory = Directory::open_sqlite(&config.directory.path)?;
+        let revoked = DashMap::new();
+        for (id, until) in directory.revoked(now()).await? {
+            revoked.insert(id, until);
+        }
+        let carried = Carried {
+            directory,
+            replay: Arc::default(),
+            revoked: Arc::new(revoked),
+            limits: Arc::new(SsoLimits::new(&config.rate_limit)),
+            previous: None,
+        };
+        Ok(Self::build(config, carried))
+    }
+
+    /// The SSO state for a reloaded `config`, carrying over what must survive a reload: the directory, the replay
+    /// memory, the ended sessions, the rate limiters (unless their rates changed), and the session key (a new
+    /// `session.secret` seals new cookies; the old one still opens the cookies already issued). `config` must have
+    /// SSO on, as the caller checks.
+    pub fn reloaded(&self, config: &Config) -> Option<Self> {
+        let limits = if self.rate_limit == config.rate_limit {
+            Arc::clone(&self.limits)
+        } else {
+            Arc::new(SsoLimits::new(&config.rate_limit))
+        };
+        let carried = Carried {
+            directory: self.directory.clone(),
+            replay: Arc::clone(&self.replay),
+            revoked: Arc::clone(&self.revoked),
+            limits,
+            previous: Some(&self.sessions),
+        };
+        Self::build(config, carried)
+    }
+
+    fn build(config: &Config, carried: Carried<'_>) -> Option<Self> {
+        let (Some(sso), Some(session)) = (&config.sso, &config.session) else {
+            return None;
         };
         let entries: Vec<Entry> = sso.entries.iter().cloned().map(Entry::new).collect();
         // `redirectUrl` points at the configured entry, else MeltingSpot's (whose flow it is), else the first.
@@ -116,24 +169,24 @@ impl Sso {
             .assertion
             .as_ref()
             .and_then(|a| Assertion::new(a, config.public_url.as_str()));
-        let directory = Directory::open_sqlite(&config.directory.path)?;
-        let revoked = DashMap::new();
-        for (id, until) in directory.revoked(now()).await? {
-            revoked.insert(id, until);
+        let mut sessions = Sessions::new(session);
+        if let Some(previous) = carried.previous {
+            sessions.keep_opening(previous);
         }
-        Ok(Some(Self {
+        Some(Self {
             entries,
             verifier: Verifier::new(sso),
-            replay: ReplayGuard::default(),
-            limits: SsoLimits::new(&config.rate_limit),
-            directory,
-            sessions: Sessions::new(session),
+            replay: carried.replay,
+            limits: carried.limits,
+            rate_limit: config.rate_limit.clone(),
+            directory: carried.directory,
+            sessions,
             members: MemberCache::default(),
-            revoked,
+            revoked: carried.revoked,
             identity: ForumIdentity::new(&config.identity, assertion),
             routes,
             custom_fields: sso.custom_fields.clone(),
-        }))
+        })
     }
 
     pub fn identity(&self) -> &ForumIdentity {
@@ -236,7 +289,7 @@ impl Sso {
         self.directory
             .sign_out(&session.id, &session.member_id, session.expires, now())
             .await?;
-        tracing::info!(target: "ssogate::sso", member = %session.member_id, session = %session.id, "signed out");
+        tracing::info!(target: "ssogate::sso", session = %session.id, "signed out");
         Ok(())
     }
 
@@ -354,9 +407,10 @@ impl Sso {
         }
 
         let member_id = member.id.clone();
+        crate::context::set_member(&member_id);
         self.members.put(&self.identity, member);
         let session = Session {
-            member_id: member_id.clone(),
+            member_id,
             ..session
         };
         let set_cookie = self.sessions.set_cookie(&session);
@@ -365,7 +419,6 @@ impl Sso {
         if let Some(reason) = unsafe_reason {
             tracing::warn!(
                 target: "ssogate::sso",
-                member = %member_id,
                 param = %entry.config.return_param,
                 reason = reason.as_str(),
                 "return path refused; sending the member to /"
@@ -373,7 +426,6 @@ impl Sso {
         }
         tracing::info!(
             target: "ssogate::sso",
-            member = %member_id,
             sub = %sub,
             profile = profile.as_str(),
             key = %verified.key_id,

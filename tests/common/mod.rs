@@ -134,6 +134,15 @@ impl GatewayProcess {
         self.child.id()
     }
 
+    /// The admin listener's address, once the process has logged it.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|line| logged_addr(line, "admin listener"))
+    }
+
     /// Everything the process has logged so far.
     pub fn log(&self) -> String {
         self.lines.lock().unwrap().join("\n")
@@ -183,8 +192,17 @@ impl Drop for GatewayProcess {
 }
 
 fn listening_addr(line: &str) -> Option<SocketAddr> {
-    if !line.contains("listening for") {
+    logged_addr(line, "listening for")
+}
+
+/// The `addr` of a line whose message contains `message`, in the text or the JSON log format.
+pub fn logged_addr(line: &str, message: &str) -> Option<SocketAddr> {
+    if !line.contains(message) {
         return None;
+    }
+    if line.starts_with('{') {
+        let value: serde_json::Value = serde_json::from_str(line).ok()?;
+        return value["addr"].as_str()?.parse().ok();
     }
     let start = line.find("addr=")? + 5;
     let rest = &line[start..];
