@@ -32,7 +32,8 @@ impl fmt::Display for RedactedTarget<'_> {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
             // A JWT under a parameter name nobody configured (a typo, a custom link) is masked all the same.
-            if self.params.iter().any(|p| p.eq_ignore_ascii_case(&decoded)) || looks_like_jwt(value) {
+            if self.params.iter().any(|p| p.eq_ignore_ascii_case(&decoded)) || looks_like_jwt(value)
+            {
                 write!(f, "{name}=[redacted]")?;
             } else if value.is_empty() && !pair.contains('=') {
                 f.write_str(name)?;
