@@ -40,6 +40,7 @@ pub mod server;
 pub mod session;
 pub mod sso;
 pub mod tls;
+pub mod token_check;
 
 pub use config::Config;
 pub use server::{Running, start};

@@ -1,4 +1,5 @@
-//! The `ssogate` command: run the gateway, check a config file, make development certificates, administer members.
+//! The `ssogate` command: run the gateway, check a config file, make development certificates, administer members,
+//! diagnose tokens, print the config's JSON Schema.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +61,10 @@ enum Command {
     /// Needs no config file (--config is not read) and no other software. Prints the forum's URL and a sign-in link
     /// on stdout; keeps members in a temporary directory removed at exit. Ctrl-C stops it.
     Demo(ssogate::demo::DemoArgs),
+    /// Diagnose SSO tokens against the config (see token check --help).
+    Token(ssogate::token_check::TokenArgs),
+    /// Print a JSON Schema (draft 2020-12) of the config file, for editors and CI linters.
+    ConfigSchema,
 }
 
 const EXAMPLES: &str = "\
@@ -69,7 +74,10 @@ Examples:
   ssogate check-config ssogate.yaml              validate before (re)starting
   ssogate dev-certs --out certs/dev              TLS files for local testing
   ssogate demo                                   try the SSO flow in a browser, no config needed
-  ssogate members list --status deactivated      members, through the admin API (see members --help)";
+  ssogate members list --status deactivated      members, through the admin API (see members --help)
+  ssogate token check < token.txt                why would the gateway refuse this token (or sign-in URL)?
+  ssogate token check --json \"$SIGN_IN_URL\"      the same for a pasted sign-in URL, as JSON
+  ssogate config-schema > ssogate.schema.json    JSON Schema for editors (yaml-language-server)";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -79,6 +87,11 @@ fn main() -> ExitCode {
         Command::DevCerts { out, hosts } => dev_certs(&out, &hosts),
         Command::Members(args) => ssogate::cli_members::run(args, cli.config.as_deref()),
         Command::Demo(args) => ssogate::demo::run(&args),
+        Command::Token(args) => ssogate::token_check::run(args, cli.config.as_deref()),
+        Command::ConfigSchema => {
+            println!("{:#}", ssogate::config::schema::json_schema());
+            ExitCode::SUCCESS
+        }
     }
 }
 

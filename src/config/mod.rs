@@ -3,11 +3,13 @@
 //! Loading happens in two passes. yaml_serde turns the text into [`raw::RawConfig`], refusing unknown keys and broken
 //! structure with the key path and line. Then [`Config::from_raw`] parses every leaf (durations, addresses, URLs,
 //! `${VAR}` references), checks the rules that span keys, and gathers *every* error it finds, each naming its key and,
-//! where the file shows it, its line, so `ssogate check-config` can list them all at once.
+//! where the file shows it, its line, so `ssogate check-config` can list them all at once. [`schema`] derives the
+//! file's JSON Schema from the same raw structures.
 
 pub mod auth;
 pub mod forum;
 mod raw;
+pub mod schema;
 mod value;
 
 use std::fmt;

@@ -61,6 +61,22 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
+impl schemars::JsonSchema for Scalar {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Scalar".into()
+    }
+
+    // Any YAML scalar is read (and `${VAR}` expanded) before its key's own parser sees it, so the schema of a leaf
+    // with no narrower type says just that. Null is not a scalar here: an `Option` field allows it on its own.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["string", "number", "boolean"]})
+    }
+}
+
 /// Replaces each `${NAME}` with the environment variable `NAME`; `$$` stands for a literal `$`.
 ///
 /// `lookup` is injected so tests need not touch the process environment.

@@ -21,7 +21,7 @@ use crate::config::auth::Profile;
 use crate::sso::claims::Identity;
 use crate::sso::replay::Fingerprint;
 
-pub use sqlite::SqliteDirectory;
+pub use sqlite::{Inspector, SignInPreview, SqliteDirectory};
 
 /// A member's standing, with the names the platforms use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -135,6 +135,12 @@ pub enum DirectoryError {
     Replayed,
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The file's schema is not the one this build writes (an older file no gateway has migrated yet, or a newer
+    /// one); only a read-only look refuses it, since opening for writing migrates.
+    #[error(
+        "the directory's schema is version {found}, this ssogate uses version {expected} (a gateway of this version migrates it when it starts)"
+    )]
+    OtherVersion { found: i64, expected: usize },
 }
 
 /// A session being opened, recorded with the sign-in so an operator can list and end it.

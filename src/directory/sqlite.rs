@@ -19,6 +19,7 @@ use super::{
 };
 use crate::config::auth::Profile;
 use crate::sso::claims::{Identity, SpaceAction, SpaceRole, SpacesOperation};
+use crate::sso::replay::Fingerprint;
 
 /// Pieces of work taken into one transaction at most.
 const MAX_BATCH: usize = 512;
@@ -274,17 +275,7 @@ pub(super) fn sign_in(
 ) -> Result<SignIn, DirectoryError> {
     use_token(tx, token, now)?;
     let key = email_key(&identity.email);
-    let existing = match profile {
-        Profile::Tribe => match find(
-            tx,
-            "sub = ?1 ORDER BY last_login_at DESC LIMIT 1",
-            &identity.sub,
-        )? {
-            Some(member) => Some(member),
-            None => find(tx, "email_key = ?1", &key)?,
-        },
-        Profile::MeltingSpot => find(tx, "email_key = ?1", &key)?,
-    };
+    let existing = existing_member(tx, profile, identity, &key)?;
     let address = session.and_then(|s| s.address.as_deref());
     let (mut member, created) = match existing {
         None => (create(tx, profile, identity, &key, now)?, true),
@@ -353,6 +344,45 @@ pub(super) fn sign_in(
     Ok(SignIn { member, created })
 }
 
+/// The member a sign-in applies to, by the profile's rules (see the module doc of `directory`).
+fn existing_member(
+    tx: &Connection,
+    profile: Profile,
+    identity: &Identity,
+    key: &str,
+) -> Result<Option<Member>, DirectoryError> {
+    match profile {
+        Profile::Tribe => match find(
+            tx,
+            "sub = ?1 ORDER BY last_login_at DESC LIMIT 1",
+            &identity.sub,
+        )? {
+            Some(member) => Ok(Some(member)),
+            None => find(tx, "email_key = ?1", key),
+        },
+        Profile::MeltingSpot => find(tx, "email_key = ?1", key),
+    }
+}
+
+/// The other member that already has the email `key`, when a Tribe login would move `member` onto it.
+fn email_taken_by(
+    tx: &Connection,
+    member: &Member,
+    key: &str,
+) -> Result<Option<String>, DirectoryError> {
+    if email_key(&member.email) == key {
+        return Ok(None);
+    }
+    let taken: Option<String> = tx
+        .query_row(
+            "SELECT id FROM members WHERE email_key = ?1",
+            [key],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(taken.filter(|other| *other != member.id))
+}
+
 /// Tribe updates the profile on every login; MeltingSpot only records the login.
 fn update(
     tx: &Connection,
@@ -363,17 +393,8 @@ fn update(
     now: i64,
 ) -> Result<(), DirectoryError> {
     if profile == Profile::Tribe {
-        if email_key(&member.email) != key {
-            let taken: Option<String> = tx
-                .query_row(
-                    "SELECT id FROM members WHERE email_key = ?1",
-                    [key],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            if taken.is_some_and(|other| other != member.id) {
-                return Err(DirectoryError::EmailTaken);
-            }
+        if email_taken_by(tx, member, key)?.is_some() {
+            return Err(DirectoryError::EmailTaken);
         }
         let unchanged = member.sub == identity.sub
             && member.email == identity.email
@@ -538,15 +559,24 @@ fn spaces_of(tx: &Connection, member_id: &str) -> Result<Vec<SpaceMembership>, D
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// When a `used_tokens` row (fingerprint ?1) still refuses a second use at ?2 (now): the one rule shared by the
+/// sign-in, which records a use, and [`Inspector::token_used`], which only looks.
+macro_rules! still_remembered {
+    () => {
+        "(used_tokens.until IS NULL OR used_tokens.until >= ?2)"
+    };
+}
+
 /// Records the token's use; `Replayed` when it was used before and is still remembered. One statement: insert, or
 /// take over a row whose token has expired; no change means the token is still remembered.
 fn use_token(tx: &Connection, token: &TokenUse, now: i64) -> Result<(), DirectoryError> {
     let changed = tx
-        .prepare_cached(
+        .prepare_cached(concat!(
             "INSERT INTO used_tokens (fingerprint, used_at, until) VALUES (?1, ?2, ?3)
              ON CONFLICT (fingerprint) DO UPDATE SET used_at = excluded.used_at, until = excluded.until
-             WHERE used_tokens.until IS NOT NULL AND used_tokens.until < ?2",
-        )?
+             WHERE NOT ",
+            still_remembered!()
+        ))?
         .execute(params![&token.fingerprint[..], now, token.until])?;
     if changed == 0 {
         return Err(DirectoryError::Replayed);
@@ -805,6 +835,92 @@ impl RawMember {
     }
 }
 
+/// What a sign-in would do with an identity, worked out without changing anything.
+#[derive(Debug, Clone)]
+pub enum SignInPreview {
+    /// No member matches: a new one would be created.
+    New,
+    /// This member would be signed in (one whose status is not active, nor deactivated, would be made active).
+    Existing(Member),
+    /// This member is deactivated: the sign-in would be refused.
+    Deactivated(Member),
+    /// A Tribe sign-in would move this member's email onto the address of the member with id `other`: refused.
+    EmailTaken { member: Member, other: String },
+}
+
+/// A read-only connection to a directory file, for `ssogate token check`.
+///
+/// It never writes: the file is opened read-only with `query_only` on, and never migrated. A gateway may be running
+/// on the same file; in WAL mode its commits are visible here and this reader does not block it.
+#[derive(Debug)]
+pub struct Inspector {
+    conn: Connection,
+}
+
+impl Inspector {
+    /// Opens the directory at `path`; `None` when there is no file there (no gateway has run with it yet).
+    pub fn open(path: &Path) -> Result<Option<Self>, DirectoryError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let open_error = |source| DirectoryError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
+        conn.pragma_update(None, "query_only", true)
+            .map_err(open_error)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_error)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(open_error)?;
+        if usize::try_from(version).ok() != Some(SCHEMA.len()) {
+            return Err(DirectoryError::OtherVersion {
+                found: version,
+                expected: SCHEMA.len(),
+            });
+        }
+        Ok(Some(Self { conn }))
+    }
+
+    /// Whether the token with this fingerprint was used and is still remembered (a sign-in would be a replay).
+    pub fn token_used(&self, fingerprint: &Fingerprint, now: i64) -> Result<bool, DirectoryError> {
+        let found = self
+            .conn
+            .prepare(concat!(
+                "SELECT 1 FROM used_tokens WHERE fingerprint = ?1 AND ",
+                still_remembered!()
+            ))?
+            .query_row(params![&fingerprint[..], now], |_| Ok(()))
+            .optional()?;
+        Ok(found.is_some())
+    }
+
+    /// What signing `identity` in through a `profile` entry would do, by the same lookups as the sign-in.
+    pub fn sign_in_preview(
+        &self,
+        profile: Profile,
+        identity: &Identity,
+    ) -> Result<SignInPreview, DirectoryError> {
+        let key = email_key(&identity.email);
+        let Some(member) = existing_member(&self.conn, profile, identity, &key)? else {
+            return Ok(SignInPreview::New);
+        };
+        if member.status == Status::Deactivated {
+            return Ok(SignInPreview::Deactivated(member));
+        }
+        if profile == Profile::Tribe {
+            if let Some(other) = email_taken_by(&self.conn, &member, &key)? {
+                return Ok(SignInPreview::EmailTaken { member, other });
+            }
+        }
+        Ok(SignInPreview::Existing(member))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -833,6 +949,80 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ssogate-dir-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir.join("nested/ssogate.db")
+    }
+
+    #[tokio::test]
+    async fn inspector_sees_what_a_sign_in_would_do_and_changes_nothing() {
+        let path = temp_db("inspect");
+        assert!(Inspector::open(&path).unwrap().is_none(), "no file yet");
+        assert!(!path.exists(), "looking must not create the file");
+        let directory = Directory::open_sqlite(&path).unwrap();
+        let used = fresh();
+        let ada = directory
+            .sign_in(
+                Profile::Tribe,
+                identity("1", "ada@example.com", "Ada"),
+                used,
+                None,
+                100,
+            )
+            .await
+            .unwrap()
+            .member;
+        directory
+            .sign_in(
+                Profile::Tribe,
+                identity("2", "bob@example.com", "Bob"),
+                fresh(),
+                None,
+                100,
+            )
+            .await
+            .unwrap();
+        let inspector = Inspector::open(&path).unwrap().unwrap();
+        assert!(inspector.token_used(&used.fingerprint, 200).unwrap());
+        assert!(!inspector.token_used(&fresh().fingerprint, 200).unwrap());
+        let preview = |sub: &str, email: &str| {
+            inspector
+                .sign_in_preview(Profile::Tribe, &identity(sub, email, "X"))
+                .unwrap()
+        };
+        assert!(
+            matches!(preview("1", "ada@example.com"), SignInPreview::Existing(m) if m.id == ada.id)
+        );
+        assert!(
+            matches!(preview("9", "ADA@example.com"), SignInPreview::Existing(m) if m.id == ada.id)
+        );
+        assert!(matches!(
+            preview("9", "new@example.com"),
+            SignInPreview::New
+        ));
+        assert!(matches!(
+            preview("1", "bob@example.com"),
+            SignInPreview::EmailTaken { member, .. } if member.id == ada.id
+        ));
+        directory
+            .set_status(&ada.id, Status::Deactivated, None, 150)
+            .await
+            .unwrap();
+        assert!(matches!(
+            preview("1", "ada@example.com"),
+            SignInPreview::Deactivated(_)
+        ));
+        // A replay as the writer sees it: the inspector's answer was the writer's.
+        let replay = directory
+            .sign_in(
+                Profile::Tribe,
+                identity("1", "ada@example.com", "Ada"),
+                used,
+                None,
+                200,
+            )
+            .await;
+        assert!(matches!(replay, Err(DirectoryError::Replayed)));
+        drop(inspector);
+        drop(directory);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap().parent().unwrap());
     }
 
     #[tokio::test]

@@ -102,6 +102,22 @@ impl Identity {
         claims: &Map<String, Value>,
         custom_fields: &[(String, Vec<String>)],
     ) -> Result<Self, TokenError> {
+        Self::check(profile, claims, custom_fields).map_err(|problems| {
+            // Never empty (see `check`); the fallback only keeps a broken invariant from becoming a panic.
+            problems
+                .into_iter()
+                .next()
+                .unwrap_or(TokenError::Malformed("the claims were refused"))
+        })
+    }
+
+    /// Like [`Identity::from_claims`], but a refusal lists every missing or invalid required claim (never empty),
+    /// in the order the profile reads them: the first is the one the SSO entry reports.
+    pub fn check(
+        profile: Profile,
+        claims: &Map<String, Value>,
+        custom_fields: &[(String, Vec<String>)],
+    ) -> Result<Self, Vec<TokenError>> {
         let mut identity = match profile {
             Profile::Tribe => tribe(claims)?,
             Profile::MeltingSpot => meltingspot(claims)?,
@@ -113,11 +129,28 @@ impl Identity {
     }
 }
 
-fn tribe(claims: &Map<String, Value>) -> Result<Identity, TokenError> {
+/// The refusals of one claim profile, gathered so that all of them can be reported at once.
+#[derive(Default)]
+struct Problems(Vec<TokenError>);
+
+impl Problems {
+    fn take<T>(&mut self, result: Result<T, TokenError>) -> Option<T> {
+        result.map_err(|problem| self.0.push(problem)).ok()
+    }
+}
+
+fn tribe(claims: &Map<String, Value>) -> Result<Identity, Vec<TokenError>> {
+    let mut problems = Problems::default();
+    let sub = problems.take(subject(claims));
+    let email = problems.take(email(claims));
+    let name = problems.take(required_text(claims, "name"));
+    let (Some(sub), Some(email), Some(name)) = (sub, email, name) else {
+        return Err(problems.0);
+    };
     let mut identity = Identity {
-        sub: subject(claims)?,
-        email: email(claims)?,
-        name: required_text(claims, "name")?,
+        sub,
+        email,
+        name,
         ..Identity::default()
     };
     identity.tagline = optional_text(claims, "tagline", &mut identity.notes);
@@ -131,12 +164,18 @@ fn tribe(claims: &Map<String, Value>) -> Result<Identity, TokenError> {
     Ok(identity)
 }
 
-fn meltingspot(claims: &Map<String, Value>) -> Result<Identity, TokenError> {
-    let first = required_text(claims, "firstName")?;
-    let last = required_text(claims, "lastName")?;
+fn meltingspot(claims: &Map<String, Value>) -> Result<Identity, Vec<TokenError>> {
+    let mut problems = Problems::default();
+    let first = problems.take(required_text(claims, "firstName"));
+    let last = problems.take(required_text(claims, "lastName"));
+    let sub = problems.take(subject(claims));
+    let email = problems.take(email(claims));
+    let (Some(first), Some(last), Some(sub), Some(email)) = (first, last, sub, email) else {
+        return Err(problems.0);
+    };
     let mut identity = Identity {
-        sub: subject(claims)?,
-        email: email(claims)?,
+        sub,
+        email,
         name: format!("{first} {last}"),
         first_name: Some(first),
         last_name: Some(last),
@@ -531,6 +570,27 @@ mod tests {
             parse(Profile::Tribe, &c),
             Err(TokenError::InvalidClaim { claim: "email", .. })
         ));
+    }
+
+    #[test]
+    fn every_refused_claim_is_listed_first_one_first() {
+        let c = claims(json!({"sub": 1.5, "lastName": "L"}));
+        let problems = Identity::check(Profile::MeltingSpot, &c, &[]).unwrap_err();
+        assert_eq!(
+            problems
+                .iter()
+                .map(|p| match p {
+                    TokenError::MissingClaim(claim) | TokenError::InvalidClaim { claim, .. } =>
+                        *claim,
+                    _ => "?",
+                })
+                .collect::<Vec<_>>(),
+            ["firstName", "sub", "email"]
+        );
+        assert_eq!(
+            parse(Profile::MeltingSpot, &c),
+            Err(TokenError::MissingClaim("firstName"))
+        );
     }
 
     #[test]

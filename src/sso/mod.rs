@@ -140,17 +140,7 @@ impl Sso {
         let (Some(sso), Some(session)) = (&config.sso, &config.session) else {
             return None;
         };
-        let entries: Vec<Entry> = sso
-            .entries
-            .iter()
-            .map(|entry| Entry {
-                patterns: std::iter::once(&entry.path)
-                    .chain(&entry.aliases)
-                    .map(|path| pattern(path))
-                    .collect(),
-                config: entry.clone(),
-            })
-            .collect();
+        let entries: Vec<Entry> = sso.entries.iter().cloned().map(Entry::new).collect();
         // `redirectUrl` points at the configured entry, else MeltingSpot's (whose flow it is), else the first.
         let entry = config
             .routes
@@ -461,11 +451,26 @@ impl Sso {
 }
 
 impl Entry {
+    pub fn new(config: EntryConfig) -> Self {
+        Self {
+            patterns: std::iter::once(&config.path)
+                .chain(&config.aliases)
+                .map(|path| pattern(path))
+                .collect(),
+            config,
+        }
+    }
+
     pub fn profile(&self) -> Profile {
         self.config.profile
     }
 
-    fn matches(&self, path: &str) -> bool {
+    pub fn config(&self) -> &EntryConfig {
+        &self.config
+    }
+
+    /// Whether this entry answers on `path` (its own path, or an alias).
+    pub fn matches(&self, path: &str) -> bool {
         self.patterns.iter().any(|pattern| {
             let mut segments = path.split('/').skip(1);
             pattern.iter().all(|want| match (want, segments.next()) {

@@ -68,9 +68,14 @@ pub struct Verified {
 }
 
 /// The configured keys with their pinned validations, and the claim rules.
+///
+/// [`Verifier::verify`] is what the SSO entry runs. It is a chain of public steps ([`Header::read`],
+/// [`Verifier::candidates`], [`Verifier::signature`], [`Verifier::check_time`], [`Verifier::check_issuer`],
+/// [`Verifier::check_audience`], [`check_jti`]) so that `ssogate token check` can run the very same steps one by one
+/// and report each, instead of a second implementation that could drift from this one.
 #[derive(Debug)]
 pub struct Verifier {
-    keys: Vec<(SsoKey, Validation)>,
+    keys: Vec<PinnedKey>,
     leeway: i64,
     max_age: i64,
     require_exp: bool,
@@ -79,12 +84,30 @@ pub struct Verifier {
     audience: Option<Vec<String>>,
 }
 
+/// One configured key with the jsonwebtoken validation pinned to its algorithm.
+#[derive(Debug)]
+pub struct PinnedKey {
+    pub key: SsoKey,
+    validation: Validation,
+}
+
+/// The time claims of a token that passed [`Verifier::check_time`], as Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeClaims {
+    pub exp: Option<i64>,
+    pub nbf: Option<i64>,
+    pub iat: Option<i64>,
+}
+
 impl Verifier {
     pub fn new(config: &SsoConfig) -> Self {
         let keys = config
             .keys
             .iter()
-            .map(|key| (key.clone(), pinned_validation(key.algorithm)))
+            .map(|key| PinnedKey {
+                key: key.clone(),
+                validation: pinned_validation(key.algorithm),
+            })
             .collect();
         Self {
             keys,
@@ -99,21 +122,61 @@ impl Verifier {
 
     /// Checks size, header, key, signature and the time, issuer and audience claims. `now` is Unix seconds.
     pub fn verify(&self, token: &str, now: i64) -> Result<Verified, TokenError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(TokenError::TooLarge(token.len()));
-        }
-        let header = Header::parse(token)?;
+        let header = Header::read(token)?;
         let candidates = self.candidates(&header)?;
+        let (claims, key_id) = self.signature(token, &header, &candidates)?;
+        let times = self.check_time(&claims, now)?;
+        self.check_issuer(&claims)?;
+        self.check_audience(&claims)?;
+        let jti = check_jti(&claims)?;
+        Ok(Verified {
+            remember_until: self.remember_until(times),
+            claims,
+            key_id,
+            jti,
+        })
+    }
 
-        let mut claims = None;
-        let mut key_id = String::new();
-        for (key, validation) in candidates {
-            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
-                Ok(data) => {
-                    claims = Some(data.claims);
-                    key_id.clone_from(&key.id);
-                    break;
-                }
+    /// The keys a token with this header may be signed with: the one its `kid` names (whose algorithm must be the
+    /// header's), else every key pinned to the header's algorithm, in configured order.
+    pub fn candidates(&self, header: &Header) -> Result<Vec<&PinnedKey>, TokenError> {
+        let Some(alg) = parse_alg(&header.alg) else {
+            return Err(TokenError::AlgorithmNotAllowed(header.alg.clone()));
+        };
+        if let Some(kid) = &header.kid {
+            let Some(entry) = self.keys.iter().find(|pinned| &pinned.key.id == kid) else {
+                return Err(TokenError::UnknownKey(kid.chars().take(64).collect()));
+            };
+            if entry.key.algorithm != alg {
+                return Err(TokenError::AlgorithmNotAllowed(format!(
+                    "{} (key {:?} is pinned to {:?})",
+                    header.alg, entry.key.id, entry.key.algorithm
+                )));
+            }
+            return Ok(vec![entry]);
+        }
+        let matching: Vec<_> = self
+            .keys
+            .iter()
+            .filter(|pinned| pinned.key.algorithm == alg)
+            .collect();
+        if matching.is_empty() {
+            return Err(TokenError::AlgorithmNotAllowed(header.alg.clone()));
+        }
+        Ok(matching)
+    }
+
+    /// Verifies the signature with each candidate in turn: the claims and the id of the key that verified them.
+    pub fn signature(
+        &self,
+        token: &str,
+        header: &Header,
+        candidates: &[&PinnedKey],
+    ) -> Result<(Map<String, Value>, String), TokenError> {
+        for pinned in candidates {
+            let key = &pinned.key;
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &pinned.validation) {
+                Ok(data) => return Ok((data.claims, key.id.clone())),
                 Err(error) => match error.kind() {
                     ErrorKind::InvalidSignature => continue,
                     ErrorKind::Base64(_) => {
@@ -123,18 +186,10 @@ impl Verifier {
                         // jsonwebtoken also parses the registered claims into its own types, and a claim of an
                         // odd type (`"sub": {}`) fails there as JSON. When the signature itself holds and the
                         // payload is a JSON object, the claim rules below give the precise refusal instead.
-                        match verified_payload(token, key) {
-                            Some(map) => {
-                                claims = Some(map);
-                                key_id.clone_from(&key.id);
-                                break;
-                            }
-                            None => {
-                                return Err(TokenError::Malformed(
-                                    "the payload is not a JSON object",
-                                ));
-                            }
-                        }
+                        return match verified_payload(token, key) {
+                            Some(map) => Ok((map, key.id.clone())),
+                            None => Err(TokenError::Malformed("the payload is not a JSON object")),
+                        };
                     }
                     ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
                         return Err(TokenError::AlgorithmNotAllowed(header.alg.clone()));
@@ -144,46 +199,18 @@ impl Verifier {
                 },
             }
         }
-        let claims = claims.ok_or(TokenError::BadSignature)?;
-        self.check_claims(claims, key_id, now)
+        Err(TokenError::BadSignature)
     }
 
-    fn candidates(&self, header: &Header) -> Result<Vec<&(SsoKey, Validation)>, TokenError> {
-        let Some(alg) = parse_alg(&header.alg) else {
-            return Err(TokenError::AlgorithmNotAllowed(header.alg.clone()));
-        };
-        if let Some(kid) = &header.kid {
-            let Some(entry) = self.keys.iter().find(|(key, _)| &key.id == kid) else {
-                return Err(TokenError::UnknownKey(kid.chars().take(64).collect()));
-            };
-            if entry.0.algorithm != alg {
-                return Err(TokenError::AlgorithmNotAllowed(format!(
-                    "{} (key {:?} is pinned to {:?})",
-                    header.alg, entry.0.id, entry.0.algorithm
-                )));
-            }
-            return Ok(vec![entry]);
-        }
-        let matching: Vec<_> = self
-            .keys
-            .iter()
-            .filter(|(key, _)| key.algorithm == alg)
-            .collect();
-        if matching.is_empty() {
-            return Err(TokenError::AlgorithmNotAllowed(header.alg.clone()));
-        }
-        Ok(matching)
-    }
-
-    fn check_claims(
+    /// `exp`, `nbf` and `iat` against `now`, the leeway and `sso.max_token_age`.
+    pub fn check_time(
         &self,
-        claims: Map<String, Value>,
-        key_id: String,
+        claims: &Map<String, Value>,
         now: i64,
-    ) -> Result<Verified, TokenError> {
-        let exp = numeric_date(&claims, "exp")?;
-        let nbf = numeric_date(&claims, "nbf")?;
-        let iat = numeric_date(&claims, "iat")?;
+    ) -> Result<TimeClaims, TokenError> {
+        let exp = numeric_date(claims, "exp")?;
+        let nbf = numeric_date(claims, "nbf")?;
+        let iat = numeric_date(claims, "iat")?;
         let leeway = self.leeway;
 
         match (exp, iat) {
@@ -218,12 +245,21 @@ impl Verifier {
             }
             _ => {}
         }
+        Ok(TimeClaims { exp, nbf, iat })
+    }
 
+    /// `iss` must equal `sso.issuer` when one is configured.
+    pub fn check_issuer(&self, claims: &Map<String, Value>) -> Result<(), TokenError> {
         if let Some(issuer) = &self.issuer {
             if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
                 return Err(TokenError::WrongIssuer);
             }
         }
+        Ok(())
+    }
+
+    /// `aud` (a string or a list) must name one of `sso.audience` when it is configured.
+    pub fn check_audience(&self, claims: &Map<String, Value>) -> Result<(), TokenError> {
         if let Some(audience) = &self.audience {
             let named = match claims.get("aud") {
                 Some(Value::String(aud)) => audience.contains(aud),
@@ -237,31 +273,59 @@ impl Verifier {
                 return Err(TokenError::WrongAudience);
             }
         }
-        let jti = match claims.get("jti") {
-            None => None,
-            Some(Value::String(jti)) if !jti.is_empty() && jti.len() <= 256 => Some(jti.clone()),
-            Some(_) => {
-                return Err(TokenError::InvalidClaim {
-                    claim: "jti",
-                    why: "must be a non-empty string of at most 256 bytes".into(),
-                });
-            }
-        };
+        Ok(())
+    }
 
-        let remember_until = match (exp, iat) {
+    /// Until when a replay must be refused: `exp` (or `iat` + max age) plus the leeway; `None` means forever.
+    pub fn remember_until(&self, times: TimeClaims) -> Option<i64> {
+        let leeway = self.leeway;
+        match (times.exp, times.iat) {
             (Some(exp), _) => Some(exp.saturating_add(leeway)),
             (None, Some(iat)) => Some(
                 iat.saturating_add(self.max_age)
                     .saturating_add(leeway.saturating_mul(2)),
             ),
             (None, None) => None,
-        };
-        Ok(Verified {
-            claims,
-            key_id,
-            remember_until,
-            jti,
-        })
+        }
+    }
+
+    /// The configured keys, in the order they are tried.
+    pub fn keys(&self) -> impl Iterator<Item = &SsoKey> {
+        self.keys.iter().map(|pinned| &pinned.key)
+    }
+
+    /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
+    pub fn leeway(&self) -> i64 {
+        self.leeway
+    }
+
+    /// `sso.max_token_age` in seconds.
+    pub fn max_age(&self) -> i64 {
+        self.max_age
+    }
+
+    pub fn require_exp(&self) -> bool {
+        self.require_exp
+    }
+
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    pub fn audience(&self) -> Option<&[String]> {
+        self.audience.as_deref()
+    }
+}
+
+/// `jti`, when present, must be a non-empty string of at most 256 bytes: the replay guard keys on it.
+pub fn check_jti(claims: &Map<String, Value>) -> Result<Option<String>, TokenError> {
+    match claims.get("jti") {
+        None => Ok(None),
+        Some(Value::String(jti)) if !jti.is_empty() && jti.len() <= 256 => Ok(Some(jti.clone())),
+        Some(_) => Err(TokenError::InvalidClaim {
+            claim: "jti",
+            why: "must be a non-empty string of at most 256 bytes".into(),
+        }),
     }
 }
 
@@ -298,13 +362,20 @@ fn pinned_validation(algorithm: Algorithm) -> Validation {
 }
 
 /// The header fields that pick a key, parsed here so that `none` and unknown algorithms get a precise refusal.
-struct Header {
-    alg: String,
-    kid: Option<String>,
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub alg: String,
+    pub kid: Option<String>,
+    /// The whole header, for `ssogate token check` to show.
+    pub fields: Map<String, Value>,
 }
 
 impl Header {
-    fn parse(token: &str) -> Result<Self, TokenError> {
+    /// Checks the token's size and shape and reads its header.
+    pub fn read(token: &str) -> Result<Self, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge(token.len()));
+        }
         let mut parts = token.split('.');
         let (Some(header), Some(_), Some(_), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -329,7 +400,7 @@ impl Header {
             Some(Value::String(kid)) => Some(kid.clone()),
             Some(_) => return Err(TokenError::Malformed("kid is not a string")),
         };
-        Ok(Self { alg, kid })
+        Ok(Self { alg, kid, fields })
     }
 }
 
@@ -338,7 +409,7 @@ fn parse_alg(name: &str) -> Option<Algorithm> {
 }
 
 /// A NumericDate claim (RFC 7519 §2): a JSON number of seconds, fractions allowed and floored.
-fn numeric_date(
+pub fn numeric_date(
     claims: &Map<String, Value>,
     name: &'static str,
 ) -> Result<Option<i64>, TokenError> {
