@@ -111,3 +111,58 @@ async fn untrusted_certificate_is_refused_by_clients() {
     assert!(result.is_err());
     assert_eq!(upstream.count(), 0);
 }
+
+#[tokio::test]
+async fn a_reload_serves_a_renewed_certificate_and_refuses_a_broken_one() {
+    let scratch = Scratch::new("tls-reload");
+    let upstream = EchoUpstream::start().await;
+    let certs = scratch.0.join("certs");
+    let first = ssogate::tls::make_dev_certs(&certs, &[]).unwrap();
+    let yaml = format!(
+        "tls:\n  listen: 127.0.0.1:0\n  cert: {}\n  key: {}\nupstream:\n  url: http://{}\n",
+        first.cert.display(),
+        first.key.display(),
+        upstream.addr
+    );
+    let config = scratch.write("ssogate.yaml", &yaml);
+    let gateway = TestGateway::start(&yaml, upstream.addr).await;
+    let addr = gateway.tls_addr.unwrap();
+    let url = format!("https://localhost:{}/renewed", addr.port());
+    let old_ca = std::fs::read(&first.ca_cert).unwrap();
+    let kept = tls_client(&old_ca, addr, true);
+    assert_eq!(kept.get(&url).send().await.unwrap().status(), 200);
+
+    // A renewal writes a new pair (here under a new CA) to the same paths; the reload picks it up.
+    let renewed = ssogate::tls::make_dev_certs(&certs, &[]).unwrap();
+    let new_ca = std::fs::read(&renewed.ca_cert).unwrap();
+    assert_ne!(old_ca, new_ca);
+    gateway.reloader.reload_file(&config).unwrap();
+    let fresh = tls_client(&new_ca, addr, true);
+    assert_eq!(fresh.get(&url).send().await.unwrap().status(), 200);
+    assert!(
+        tls_client(&old_ca, addr, true)
+            .get(&url)
+            .send()
+            .await
+            .is_err(),
+        "a new connection still got the old certificate"
+    );
+
+    // A key that does not load refuses the whole reload: the renewed certificate stays in service.
+    std::fs::write(&renewed.key, "not a key").unwrap();
+    let refused = gateway.reloader.reload_file(&config);
+    assert!(
+        matches!(refused, Err(ssogate::reload::ReloadError::Tls(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        tls_client(&new_ca, addr, true)
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    gateway.stop().await;
+}

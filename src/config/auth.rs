@@ -256,6 +256,12 @@ pub(super) fn sso(raw: RawSso, ctx: &mut Ctx<'_>) -> Option<SsoConfig> {
     }
     let issuer = ctx.opt(raw.issuer.as_ref(), "sso.issuer", non_empty);
     let audience = raw.audience.as_ref().map(|list| {
+        if list.is_empty() {
+            ctx.error(
+                "sso.audience",
+                "an empty list would refuse every token: list the accepted audiences, or remove the key to skip the check",
+            );
+        }
         list.iter()
             .enumerate()
             .filter_map(|(i, item)| ctx.leaf(item, &format!("sso.audience[{i}]"), non_empty))

@@ -214,7 +214,13 @@ fn assertion(raw: &RawAssertion, ctx: &mut Ctx<'_>) -> Option<AssertionConfig> {
         .opt(
             raw.jwks_path.as_ref(),
             "identity.assertion.jwks_path",
-            parse_route,
+            |text| match parse_route(text)? {
+                // The gateway answers this path itself: "/" would hide the forum's home page.
+                path if path == "/" => {
+                    Err("must not be / (the gateway answers this path itself)".to_owned())
+                }
+                path => Ok(path),
+            },
         )
         .unwrap_or_else(|| defaults::JWKS_PATH.to_owned());
     Some(AssertionConfig {

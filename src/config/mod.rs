@@ -404,6 +404,18 @@ impl Config {
                 auth::secret_bytes(s).map(|_| s.to_owned())
             }),
         };
+        if let (Some(entry), Some(sso)) = (&routes.entry, &sso) {
+            if !sso.entries.iter().any(|e| &e.path == entry) {
+                let paths: Vec<&str> = sso.entries.iter().map(|e| e.path.as_str()).collect();
+                ctx.error(
+                    "routes.entry",
+                    format!(
+                        "{entry:?} is not the path of any sso.entries item ({})",
+                        paths.join(", ")
+                    ),
+                );
+            }
+        }
         if sso.is_none() && !protect.is_empty() {
             ctx.error(
                 "protect",
@@ -647,6 +659,24 @@ mod tests {
         assert_eq!(config.upstream.authority.as_str(), "127.0.0.1:3000");
         assert_eq!(config.public_url.as_str(), "http://127.0.0.1:8080/");
         assert!(config.upstream.preserve_host);
+    }
+
+    #[test]
+    fn settings_that_could_never_work_are_errors() {
+        let keys = |yaml: &str| -> Vec<String> {
+            parse(yaml)
+                .err()
+                .map(|e| e.errors.into_iter().map(|e| e.key).collect())
+                .unwrap_or_default()
+        };
+        let base = "listen: 127.0.0.1:8080\nupstream:\n  url: http://x\nsession:\n  secret: fedcba9876543210fedcba9876543210\n\
+sso:\n  keys:\n    - id: a\n      algorithm: HS256\n      secret: 0123456789abcdef0123456789abcdef\n";
+        assert_eq!(keys(&format!("{base}  audience: []\n")), ["sso.audience"]);
+        assert_eq!(
+            keys(&format!("{base}routes:\n  entry: /nowhere\n")),
+            ["routes.entry"]
+        );
+        assert!(parse(&format!("{base}routes:\n  entry: /sso/jwt\n")).is_ok());
     }
 
     #[test]

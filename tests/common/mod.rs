@@ -23,6 +23,8 @@ pub struct TestGateway {
     pub tls_addr: Option<SocketAddr>,
     /// The admin API, when the config has `admin.token` (use `admin.listen: 127.0.0.1:0`).
     pub admin_addr: Option<SocketAddr>,
+    /// Applies a config file to this gateway, as SIGHUP does to the binary.
+    pub reloader: ssogate::reload::Reloader,
     shutdown: CancellationToken,
     done: Option<tokio::task::JoinHandle<bool>>,
 }
@@ -37,12 +39,14 @@ impl TestGateway {
         let addr = running.http_addr.or(running.tls_addr).expect("a listener");
         let tls_addr = running.tls_addr;
         let admin_addr = running.admin_addr;
+        let reloader = running.reloader();
         let shutdown = running.shutdown_token();
         let done = tokio::spawn(running.serve_until_stopped());
         Self {
             addr,
             tls_addr,
             admin_addr,
+            reloader,
             shutdown,
             done: Some(done),
         }
