@@ -95,7 +95,16 @@ pub fn new_id() -> Arc<str> {
         };
         (next(state), next(state))
     });
-    Arc::from(format!("{high:016x}{low:016x}"))
+    let mut hex = [0u8; 32];
+    for (i, nibble) in (0..16)
+        .rev()
+        .map(|i| (high >> (i * 4)) & 0xf)
+        .chain((0..16).rev().map(|i| (low >> (i * 4)) & 0xf))
+        .enumerate()
+    {
+        hex[i] = b"0123456789abcdef"[nibble as usize];
+    }
+    Arc::from(std::str::from_utf8(&hex).unwrap_or("00000000000000000000000000000000"))
 }
 
 /// A request id a trusted proxy sent, if it is one we can log and forward verbatim: 1 to 200 visible ASCII

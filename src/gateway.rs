@@ -11,8 +11,8 @@
 //! 5. (`response_filter`: later, cache headers for responses that carried a session.)
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use std::borrow::Cow;
@@ -87,6 +87,27 @@ impl ConnInfo {
 pub struct Gateway {
     live: Arc<Live>,
     upstream: Upstream,
+    /// This worker's handle on the `Shared` in force (see [`Gateway::shared`]).
+    local: Mutex<Local>,
+}
+
+#[derive(Debug)]
+struct Local {
+    generation: u64,
+    shared: Arc<LocalShared>,
+}
+
+/// A worker's own reference to a `Shared`. Each request clones this `Arc`, whose count only this worker touches;
+/// cloning the `Arc<Shared>` itself would bounce one counter between every worker's CPU on every request.
+#[derive(Debug)]
+struct LocalShared(Arc<Shared>);
+
+impl std::ops::Deref for LocalShared {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// What every worker and the admin listener share for the whole run: the configuration-derived [`Shared`], which a
@@ -94,6 +115,8 @@ pub struct Gateway {
 #[derive(Debug)]
 pub struct Live {
     shared: ArcSwap<Shared>,
+    /// Bumped after every swap, so workers can tell cheaply that their cached `Shared` is stale.
+    generation: AtomicU64,
     pub metrics: Metrics,
     pub readiness: crate::health::Readiness,
 }
@@ -102,6 +125,7 @@ impl Live {
     pub fn new(shared: Arc<Shared>, readiness: crate::health::Readiness) -> Self {
         Self {
             shared: ArcSwap::new(shared),
+            generation: AtomicU64::new(0),
             metrics: Metrics::new(),
             readiness,
         }
@@ -116,6 +140,7 @@ impl Live {
     /// Puts a reloaded configuration in force for every request that starts from now on.
     pub fn store(&self, shared: Arc<Shared>) {
         self.shared.store(shared);
+        self.generation.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -189,7 +214,28 @@ impl Shared {
 
 impl Gateway {
     pub fn new(live: Arc<Live>, upstream: Upstream) -> Self {
-        Self { live, upstream }
+        let local = Mutex::new(Local {
+            generation: live.generation.load(Ordering::Acquire),
+            shared: Arc::new(LocalShared(live.load())),
+        });
+        Self {
+            live,
+            upstream,
+            local,
+        }
+    }
+
+    /// The `Shared` in force, through this worker's cache: refreshed only after a reload.
+    fn shared(&self) -> Arc<LocalShared> {
+        let generation = self.live.generation.load(Ordering::Acquire);
+        let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        if local.generation != generation {
+            *local = Local {
+                generation,
+                shared: Arc::new(LocalShared(self.live.load())),
+            };
+        }
+        Arc::clone(&local.shared)
     }
 
     pub fn live(&self) -> &Arc<Live> {
@@ -199,7 +245,7 @@ impl Gateway {
     /// Answers one request. Never fails: rejections become their page, and every request gets one access-log line.
     /// Everything it logs carries the request's id (see [`crate::context`]).
     pub async fn handle(&self, request: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
-        let shared = self.live.load();
+        let shared = self.shared();
         let id = request_id(&shared, conn, request.headers());
         let context = RequestContext::new(Arc::clone(&id));
         context::scope(context, self.handle_in_context(shared, id, request, conn)).await
@@ -207,7 +253,7 @@ impl Gateway {
 
     async fn handle_in_context(
         &self,
-        shared: Arc<Shared>,
+        shared: Arc<LocalShared>,
         id: Arc<str>,
         mut request: Request<Incoming>,
         conn: &ConnInfo,

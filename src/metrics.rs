@@ -75,6 +75,14 @@ pub struct Metrics {
     last_reload_success: Gauge<f64, AtomicU64>,
 }
 
+/// Request counters a thread keeps at hand (see [`Metrics::request`]).
+const MAX_CACHED_COUNTERS: usize = 32;
+
+thread_local! {
+    static COUNTERS: std::cell::RefCell<Vec<(usize, RouteKind, u16, Counter)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Seconds: from a sub-millisecond local forum to a slow page near the default 60 s upstream timeout.
 const UPSTREAM_BUCKETS: [f64; 16] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -167,12 +175,40 @@ impl Metrics {
 
     /// One answered request.
     pub fn request(&self, route: RouteKind, status: u16, upstream: Option<Duration>) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: route.as_str(),
-                status,
-            })
-            .inc();
+        // The family's map takes a lock and a SipHash per lookup; a worker sees a handful of (route, status) pairs,
+        // so it keeps their counters at hand. Keyed by this registry too: tests run several gateways in one process.
+        let owner = std::ptr::from_ref(self) as usize;
+        let cached = COUNTERS.with(|counters| {
+            let mut counters = counters.borrow_mut();
+            if let Some((.., counter)) = counters
+                .iter()
+                .find(|(o, r, s, _)| *o == owner && *r == route && *s == status)
+            {
+                counter.inc();
+                return true;
+            }
+            if counters.len() >= MAX_CACHED_COUNTERS {
+                return false;
+            }
+            let counter = self
+                .requests
+                .get_or_create(&RequestLabels {
+                    route: route.as_str(),
+                    status,
+                })
+                .clone();
+            counter.inc();
+            counters.push((owner, route, status, counter));
+            true
+        });
+        if !cached {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    route: route.as_str(),
+                    status,
+                })
+                .inc();
+        }
         if let Some(upstream) = upstream {
             self.upstream_seconds.observe(upstream.as_secs_f64());
         }
