@@ -856,18 +856,7 @@ form.preset{{margin:.4rem 0}}form.custom{{margin-top:1rem;display:grid;gap:.5rem
 
 /// Text made safe for HTML element content and quoted attribute values.
 fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::reject::escape_html(text)
 }
 
 #[cfg(test)]

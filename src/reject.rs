@@ -339,7 +339,8 @@ fn html_page_with_detail(status: StatusCode, title: &str, message: &str, detail:
     html_page(status, title, &extra)
 }
 
-fn escape_html(text: &str) -> String {
+/// Text made safe for HTML element content and quoted attribute values.
+pub(crate) fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
