@@ -30,8 +30,9 @@ pub struct AccessLine<'a> {
     pub target: RedactedTarget<'a>,
     pub version: Version,
     pub status: u16,
-    pub ms: f64,
-    pub upstream_ms: Option<f64>,
+    /// Total time, in microseconds (written as milliseconds with three decimals).
+    pub us: u64,
+    pub upstream_us: Option<u64>,
     /// The decision (`proxied`, `signed_in`, ...) or the refusal's code.
     pub reason: &'static str,
     /// A refusal's cause.
@@ -119,10 +120,15 @@ fn text(out: &mut Vec<u8>, line: &AccessLine<'_>, ansi: bool) -> std::io::Result
     write!(
         out,
         "peer={} method={} path={} version={:?} status={} ms={}",
-        line.peer, line.method, line.target, line.version, line.status, line.ms
+        line.peer,
+        line.method,
+        line.target,
+        line.version,
+        line.status,
+        Millis(line.us)
     )?;
-    if let Some(upstream_ms) = line.upstream_ms {
-        write!(out, " upstream_ms={upstream_ms}")?;
+    if let Some(upstream_us) = line.upstream_us {
+        write!(out, " upstream_ms={}", Millis(upstream_us))?;
     }
     write!(out, " reason={}", line.reason)?;
     if let Some(cause) = line.cause {
@@ -155,10 +161,12 @@ fn json(out: &mut Vec<u8>, line: &AccessLine<'_>) -> std::io::Result<()> {
     write!(
         out,
         ",\"version\":\"{:?}\",\"status\":{},\"ms\":{}",
-        line.version, line.status, line.ms
+        line.version,
+        line.status,
+        Millis(line.us)
     )?;
-    if let Some(upstream_ms) = line.upstream_ms {
-        write!(out, ",\"upstream_ms\":{upstream_ms}")?;
+    if let Some(upstream_us) = line.upstream_us {
+        write!(out, ",\"upstream_ms\":{}", Millis(upstream_us))?;
     }
     out.extend_from_slice(b",\"reason\":");
     json_string(out, line.reason)?;
@@ -174,6 +182,15 @@ fn json(out: &mut Vec<u8>, line: &AccessLine<'_>) -> std::io::Result<()> {
     }
     out.extend_from_slice(b"}\n");
     Ok(())
+}
+
+/// Microseconds shown as milliseconds with three decimals (`1.234`), without floating-point formatting.
+struct Millis(u64);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:03}", self.0 / 1000, self.0 % 1000)
+    }
 }
 
 fn json_string(out: &mut Vec<u8>, text: &str) -> std::io::Result<()> {

@@ -14,6 +14,8 @@ pub enum Body {
     Empty,
     Full(Option<Bytes>),
     Upstream(Incoming),
+    /// The forum's body on a connection of the worker's own pool.
+    Driven(crate::pool::DrivenBody),
 }
 
 impl Body {
@@ -34,6 +36,7 @@ impl http_body::Body for Body {
             Body::Empty => Poll::Ready(None),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Body::Upstream(incoming) => Pin::new(incoming).poll_frame(cx),
+            Body::Driven(driven) => Pin::new(driven).poll_frame(cx),
         }
     }
 
@@ -42,6 +45,7 @@ impl http_body::Body for Body {
             Body::Empty | Body::Full(None) => true,
             Body::Full(Some(_)) => false,
             Body::Upstream(incoming) => incoming.is_end_stream(),
+            Body::Driven(driven) => driven.is_end_stream(),
         }
     }
 
@@ -50,6 +54,7 @@ impl http_body::Body for Body {
             Body::Empty | Body::Full(None) => SizeHint::with_exact(0),
             Body::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Body::Upstream(incoming) => incoming.size_hint(),
+            Body::Driven(driven) => driven.size_hint(),
         }
     }
 }

@@ -292,8 +292,8 @@ impl Gateway {
         if timing.route == RouteKind::SsoEntry {
             metrics.sso_login(rejection.as_ref().map_or("ok", |(code, _, _)| *code));
         }
-        let ms = millis(started.elapsed());
-        let upstream_ms = timing.upstream.map(millis);
+        let us = micros(started.elapsed());
+        let upstream_us = timing.upstream.map(micros);
         let (reason, cause, blame) = match rejection {
             Some((code, cause, blame)) => (code, Some(cause), Some(blame)),
             None => (timing.decision, None, None),
@@ -311,8 +311,8 @@ impl Gateway {
             target,
             version,
             status,
-            ms,
-            upstream_ms,
+            us,
+            upstream_us,
             reason,
             cause: cause.as_deref(),
             request_id: &id,
@@ -551,9 +551,8 @@ fn jwks_response(body: &str) -> Response<Body> {
     response
 }
 
-/// Milliseconds with microsecond precision: readable in a log line, exact enough to compare.
-fn millis(duration: std::time::Duration) -> f64 {
-    (duration.as_secs_f64() * 1_000_000.0).round() / 1000.0
+fn micros(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// The request's id: a trusted proxy's `X-Request-Id` when it sent a usable one, else a new one.

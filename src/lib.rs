@@ -32,6 +32,7 @@ pub mod identity;
 pub mod limit;
 pub mod logging;
 pub mod metrics;
+pub mod pool;
 pub mod proxy;
 pub mod reject;
 pub mod reload;

@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 
 use crate::body::Body;
 use crate::config::UpstreamConfig;
+use crate::pool::Pool;
 use crate::reject::{Rejection, UpstreamError};
 
 /// Headers that describe one connection, not the message, and so never cross a proxy (RFC 9110 §7.6.1, plus the
@@ -39,7 +40,10 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 /// The pooled client to the forum and what it needs to address it.
 #[derive(Debug, Clone)]
 pub struct Upstream {
+    /// WebSocket upgrades only: handing the socket over needs hyper's connection task.
     client: Client<HttpConnector, Incoming>,
+    /// Everything else.
+    pool: Arc<Pool>,
     authority: Authority,
     host: HeaderValue,
     timeout: Duration,
@@ -83,6 +87,11 @@ impl Upstream {
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
         Self {
             client,
+            pool: Pool::new(
+                config.authority.to_string(),
+                config.connect_timeout,
+                config.pool_idle_timeout,
+            ),
             authority: config.authority.clone(),
             host,
             timeout: config.timeout,
@@ -107,6 +116,35 @@ impl Upstream {
             _ => self.host.clone(),
         };
         request.headers_mut().insert(HOST, host);
+        // The forum speaks HTTP/1.1 whatever the client spoke to us.
+        *request.version_mut() = Version::HTTP_11;
+
+        if upgrade.is_none() {
+            // The common case, on this worker's own connections: the target goes out in origin-form.
+            let target = request
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+            *request.uri_mut() = Uri::from(target);
+            let started = Instant::now();
+            let sent = tokio::time::timeout(self.timeout, self.pool.send(request)).await;
+            timing.upstream = Some(started.elapsed());
+            let mut response = match sent {
+                Ok(Ok(response)) => response,
+                Ok(Err(error)) => {
+                    return Err(Rejection::UpstreamUnavailable(UpstreamError::new(&error)));
+                }
+                Err(_) => return Err(Rejection::UpstreamTimeout(self.timeout)),
+            };
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                return Err(Rejection::UpstreamUnavailable(UpstreamError::from_message(
+                    "upstream answered 101 to a request that asked for no upgrade",
+                )));
+            }
+            strip_hop_by_hop(response.headers_mut());
+            return Ok(response.map(Body::Driven));
+        }
 
         let path_and_query = request.uri().path_and_query().cloned();
         let mut parts = http::uri::Parts::default();
@@ -116,8 +154,6 @@ impl Upstream {
             path_and_query.or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
         *request.uri_mut() =
             Uri::from_parts(parts).map_err(|_| Rejection::BadRequest("unusable request target"))?;
-        // The forum speaks HTTP/1.1 whatever the client spoke to us.
-        *request.version_mut() = Version::HTTP_11;
 
         let downstream_upgrade = match &upgrade {
             Some(protocol) => {

@@ -220,7 +220,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             live: Arc::clone(&live),
             upstream: config.upstream.clone(),
             settings: Arc::clone(&settings),
-            shutdown: shutdown.clone(),
+            // Every connection checks this token whenever it is polled: a child per worker keeps that check on a
+            // lock no other worker takes.
+            shutdown: shutdown.child_token(),
             connections: connections.clone(),
             tunnels: tunnels.tracker.clone(),
         };

@@ -4,7 +4,12 @@
 
 mod common;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::upstream::{EchoUpstream, Seen, raw_exchange, websocket_upstream};
 use common::{TestGateway, client, minimal_yaml};
@@ -421,4 +426,64 @@ async fn identity_headers_are_stripped_even_without_sso() {
     assert!(seen.headers("x-auth-user").is_empty());
     assert!(seen.headers("x_auth_email").is_empty());
     assert_eq!(seen.header("x-auth-kept-not").as_deref(), Some("yes"));
+}
+
+/// An upstream that serves two requests per connection, then closes it 20 ms later (as a forum's keep-alive timeout
+/// would); counts connections and answers.
+async fn two_per_connection_upstream() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let served = Arc::new(AtomicUsize::new(0));
+    let (conns, answers) = (Arc::clone(&accepted), Arc::clone(&served));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            conns.fetch_add(1, Ordering::SeqCst);
+            let answers = Arc::clone(&answers);
+            tokio::spawn(async move {
+                for _ in 0..2 {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let response = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if stream.write_all(response).await.is_err() {
+                        return;
+                    }
+                    answers.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            });
+        }
+    });
+    (addr, accepted, served)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_and_closed_ones_are_never_used() {
+    let (upstream, accepted, served) = two_per_connection_upstream().await;
+    let gateway = TestGateway::start(&minimal_yaml("workers: 1\n"), upstream).await;
+    let client = client();
+    for i in 0..10 {
+        let response = client
+            .get(gateway.url(&format!("/n/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "request {i}");
+        assert_eq!(response.text().await.unwrap(), "ok");
+        // Longer than the upstream keeps a finished connection: every other request finds its pooled one closed.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 10);
+    // Two requests per connection: each connection was reused once, and none was used after the forum closed it.
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    gateway.stop().await;
 }
