@@ -6,13 +6,15 @@
 //!   [`framing`] guard, and hands it to the [`gateway`].
 //! - [`gateway`] runs the phases in order: refuse what must never be forwarded, then the [`sso`] entry routes (token
 //!   verification, [`limit`]s, replay guard, the member [`directory`], a new [`session`] cookie, a safe redirect),
-//!   then `X-Forwarded-*` from [`forwarded`], then [`proxy`], which talks to the forum.
+//!   then `X-Forwarded-*` from [`forwarded`], then [`proxy`], which talks to the forum over the worker's [`pool`].
 //! - Any phase may stop with a [`reject::Rejection`]; `reject` is the one place those become HTTP responses.
-//! - [`access_log`] writes the one line each request gets, with token parameters masked.
+//! - [`access_log`] writes the one line each request gets, with token parameters masked; [`metrics`] counts it; every
+//!   line logged meanwhile carries the request's id from [`context`].
 //!
-//! [`config`] turns the YAML file into typed values once, at start; [`tls`] loads certificates (and makes development
-//! ones); [`logging`] sets up `tracing`. [`demo`] runs the gateway with a built-in forum and token-minting site for a
-//! first try.
+//! [`config`] turns the YAML file into typed values once, at start, and [`reload`] again on SIGHUP; [`tls`] loads
+//! certificates (and makes development ones); [`logging`] sets up `tracing`; [`admin`] serves the admin listener
+//! ([`health`], metrics, the member API). [`demo`] runs the gateway with a built-in forum and token-minting site for
+//! a first try; [`token_check`] explains a token's fate without using it.
 
 pub mod access_log;
 pub mod admin;
