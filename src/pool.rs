@@ -102,7 +102,7 @@ impl Pool {
     ) -> Result<Response<DrivenBody>, PoolError> {
         let (mut driven, reused) = match self.checkout() {
             Some(driven) => (driven, true),
-            None => (self.connect().await?, false),
+            None => (Box::pin(self.connect()).await?, false),
         };
         let response = match exchange(&mut driven, request).await {
             Ok(response) => response,
@@ -112,7 +112,7 @@ impl Pool {
                 let Some(request) = retry else {
                     return Err(PoolError::Http(error.into_error()));
                 };
-                driven = self.connect().await?;
+                driven = Box::pin(self.connect()).await?;
                 exchange(&mut driven, request)
                     .await
                     .map_err(|error| PoolError::Http(error.into_error()))?

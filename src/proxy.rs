@@ -170,7 +170,8 @@ impl Upstream {
         };
 
         let started = Instant::now();
-        let sent = tokio::time::timeout(self.timeout, self.client.request(request)).await;
+        // Boxed: upgrades are rare, and the client's future would otherwise weigh on every request's.
+        let sent = tokio::time::timeout(self.timeout, Box::pin(self.client.request(request))).await;
         timing.upstream = Some(started.elapsed());
         let mut response = match sent {
             Ok(Ok(response)) => response,

@@ -210,7 +210,8 @@ impl Sso {
         }
         let entry = match self.members.get(&session.member_id, now) {
             Some(entry) => entry,
-            None => match self.directory.member(&session.member_id).await {
+            // Boxed: only a cache miss needs the directory, and the request's future should not carry its size.
+            None => match Box::pin(self.directory.member(&session.member_id)).await {
                 Ok(Some(member)) => self.members.put(&self.identity, member),
                 Ok(None) => return None,
                 Err(error) => {
