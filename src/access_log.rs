@@ -11,7 +11,6 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{Uri, Version};
@@ -25,7 +24,8 @@ use crate::logging;
 pub struct AccessLine<'a> {
     /// WARN when the upstream or the gateway failed, else INFO.
     pub level: Level,
-    pub peer: SocketAddr,
+    /// The peer's `IP:port`.
+    pub peer: &'a str,
     pub method: &'a http::Method,
     pub target: RedactedTarget<'a>,
     pub version: Version,
@@ -93,50 +93,53 @@ fn timestamp(out: &mut Vec<u8>) -> std::io::Result<()> {
             let text = stamp.to_string();
             *second = (secs, text.trim_end_matches('Z').to_owned());
         }
-        write!(out, "{}.{:06}Z", second.1, now.subsec_micros())
+        out.extend_from_slice(second.1.as_bytes());
+        let micros = u64::from(now.subsec_micros());
+        out.push(b'.');
+        for place in [100_000, 10_000, 1000, 100, 10, 1] {
+            out.push(digit(micros / place));
+        }
+        out.push(b'Z');
+        Ok(())
     })
 }
 
 fn text(out: &mut Vec<u8>, line: &AccessLine<'_>, ansi: bool) -> std::io::Result<()> {
     timestamp(out)?;
-    let level = if line.level == Level::WARN {
-        " WARN"
-    } else {
-        " INFO"
-    };
-    if ansi {
-        let colour = if line.level == Level::WARN {
-            "33"
-        } else {
-            "32"
-        };
-        write!(
-            out,
-            " \x1b[{colour}m{level}\x1b[0m \x1b[2mssogate::access\x1b[0m\x1b[2m:\x1b[0m "
-        )?;
-    } else {
-        write!(out, " {level} ssogate::access: ")?;
-    }
-    write!(
-        out,
-        "peer={} method={} path={} version={:?} status={} ms={}",
-        line.peer,
-        line.method,
-        line.target,
-        line.version,
-        line.status,
-        Millis(line.us)
-    )?;
+    let warn = line.level == Level::WARN;
+    out.extend_from_slice(match (ansi, warn) {
+        (false, false) => b"  INFO ssogate::access: ".as_slice(),
+        (false, true) => b"  WARN ssogate::access: ",
+        (true, false) => b" \x1b[32m INFO\x1b[0m \x1b[2mssogate::access\x1b[0m\x1b[2m:\x1b[0m ",
+        (true, true) => b" \x1b[33m WARN\x1b[0m \x1b[2mssogate::access\x1b[0m\x1b[2m:\x1b[0m ",
+    });
+    out.extend_from_slice(b"peer=");
+    out.extend_from_slice(line.peer.as_bytes());
+    out.extend_from_slice(b" method=");
+    out.extend_from_slice(line.method.as_str().as_bytes());
+    out.extend_from_slice(b" path=");
+    line.target.write_to(out)?;
+    out.extend_from_slice(b" version=");
+    out.extend_from_slice(version(line.version).as_bytes());
+    out.extend_from_slice(b" status=");
+    out.extend_from_slice(itoa::Buffer::new().format(line.status).as_bytes());
+    out.extend_from_slice(b" ms=");
+    millis(out, line.us);
     if let Some(upstream_us) = line.upstream_us {
-        write!(out, " upstream_ms={}", Millis(upstream_us))?;
+        out.extend_from_slice(b" upstream_ms=");
+        millis(out, upstream_us);
     }
-    write!(out, " reason={}", line.reason)?;
+    out.extend_from_slice(b" reason=");
+    out.extend_from_slice(line.reason.as_bytes());
     if let Some(cause) = line.cause {
-        write!(out, " cause={cause}")?;
+        out.extend_from_slice(b" cause=");
+        out.extend_from_slice(cause.as_bytes());
     }
-    write!(out, " request_id={}", line.request_id)?;
+    out.extend_from_slice(b" request_id=");
+    out.extend_from_slice(line.request_id.as_bytes());
     if let Some(member) = line.member {
-        write!(out, " member={member}")?;
+        out.extend_from_slice(b" member=");
+        out.extend_from_slice(member.as_bytes());
     }
     out.push(b'\n');
     Ok(())
@@ -145,28 +148,25 @@ fn text(out: &mut Vec<u8>, line: &AccessLine<'_>, ansi: bool) -> std::io::Result
 fn json(out: &mut Vec<u8>, line: &AccessLine<'_>) -> std::io::Result<()> {
     out.extend_from_slice(b"{\"timestamp\":\"");
     timestamp(out)?;
-    let level = if line.level == Level::WARN {
-        "WARN"
+    out.extend_from_slice(if line.level == Level::WARN {
+        b"\",\"level\":\"WARN\",\"target\":\"ssogate::access\",\"peer\":".as_slice()
     } else {
-        "INFO"
-    };
-    write!(
-        out,
-        "\",\"level\":\"{level}\",\"target\":\"ssogate::access\",\"peer\":\"{}\",\"method\":",
-        line.peer
-    )?;
+        b"\",\"level\":\"INFO\",\"target\":\"ssogate::access\",\"peer\":"
+    });
+    json_string(out, line.peer)?;
+    out.extend_from_slice(b",\"method\":");
     json_string(out, line.method.as_str())?;
     out.extend_from_slice(b",\"path\":");
     json_string(out, &line.target.to_string())?;
-    write!(
-        out,
-        ",\"version\":\"{:?}\",\"status\":{},\"ms\":{}",
-        line.version,
-        line.status,
-        Millis(line.us)
-    )?;
+    out.extend_from_slice(b",\"version\":\"");
+    out.extend_from_slice(version(line.version).as_bytes());
+    out.extend_from_slice(b"\",\"status\":");
+    out.extend_from_slice(itoa::Buffer::new().format(line.status).as_bytes());
+    out.extend_from_slice(b",\"ms\":");
+    millis(out, line.us);
     if let Some(upstream_us) = line.upstream_us {
-        write!(out, ",\"upstream_ms\":{}", Millis(upstream_us))?;
+        out.extend_from_slice(b",\"upstream_ms\":");
+        millis(out, upstream_us);
     }
     out.extend_from_slice(b",\"reason\":");
     json_string(out, line.reason)?;
@@ -184,12 +184,32 @@ fn json(out: &mut Vec<u8>, line: &AccessLine<'_>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Microseconds shown as milliseconds with three decimals (`1.234`), without floating-point formatting.
-struct Millis(u64);
+/// Microseconds written as milliseconds with three decimals (`1.234`).
+fn millis(out: &mut Vec<u8>, us: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(us / 1000).as_bytes());
+    let fraction = us % 1000;
+    out.extend_from_slice(&[
+        b'.',
+        digit(fraction / 100),
+        digit(fraction / 10),
+        digit(fraction),
+    ]);
+}
 
-impl fmt::Display for Millis {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:03}", self.0 / 1000, self.0 % 1000)
+/// The last decimal digit of `value`, as ASCII.
+fn digit(value: u64) -> u8 {
+    b"0123456789"[usize::try_from(value % 10).unwrap_or(0)]
+}
+
+/// As `http::Version`'s `Debug` writes it (what the lines always said).
+fn version(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/?",
     }
 }
 
@@ -206,6 +226,15 @@ pub struct RedactedTarget<'a> {
 impl<'a> RedactedTarget<'a> {
     pub fn new(uri: &'a Uri, params: &'a [String]) -> Self {
         Self { uri, params }
+    }
+
+    /// Writes the target into a log line; a target without a query (most of them) is copied as it is.
+    fn write_to(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        if self.uri.query().is_none() {
+            out.extend_from_slice(self.uri.path().as_bytes());
+            return Ok(());
+        }
+        write!(out, "{self}")
     }
 }
 

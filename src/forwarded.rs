@@ -65,15 +65,23 @@ impl Forwarding {
         proto: &'static str,
         host: Option<&HeaderValue>,
     ) {
-        let trusted = self.is_trusted(peer);
-        let client = if trusted {
-            self.client_ip(peer, headers)
-        } else {
-            canonical(peer)
-        };
+        self.apply_with(headers, peer, &peer_value(peer), proto, host);
+    }
 
-        let mut chain = String::with_capacity(48);
+    /// [`Forwarding::apply`] with the peer's address already rendered by [`peer_value`] (a connection renders it
+    /// once for all its requests).
+    pub fn apply_with(
+        &self,
+        headers: &mut HeaderMap,
+        peer: IpAddr,
+        peer_value: &HeaderValue,
+        proto: &'static str,
+        host: Option<&HeaderValue>,
+    ) {
+        let trusted = self.is_trusted(peer);
         if trusted {
+            let client = self.client_ip(peer, headers);
+            let mut chain = String::with_capacity(48);
             for value in headers.get_all(&X_FORWARDED_FOR) {
                 if let Ok(text) = value.to_str() {
                     let text = text.trim();
@@ -83,13 +91,22 @@ impl Forwarding {
                     }
                 }
             }
+            let _ = write!(chain, "{}", canonical(peer));
+            set(
+                headers,
+                &X_FORWARDED_FOR,
+                HeaderValue::from_str(&chain).ok(),
+            );
+            set(
+                headers,
+                &X_REAL_IP,
+                HeaderValue::from_str(&client.to_string()).ok(),
+            );
+        } else {
+            // The usual case: the client is the peer, and both headers say just that.
+            headers.insert(&X_FORWARDED_FOR, peer_value.clone());
+            headers.insert(&X_REAL_IP, peer_value.clone());
         }
-        let _ = write!(chain, "{}", canonical(peer));
-        set(
-            headers,
-            &X_FORWARDED_FOR,
-            HeaderValue::from_str(&chain).ok(),
-        );
 
         if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
             set(
@@ -101,16 +118,17 @@ impl Forwarding {
         if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
             set(headers, &X_FORWARDED_HOST, host.cloned());
         }
-        set(
-            headers,
-            &X_REAL_IP,
-            HeaderValue::from_str(&client.to_string()).ok(),
-        );
         if !trusted {
             // RFC 7239's header says the same things and an upstream may prefer it; an untrusted peer's is a lie.
             headers.remove(FORWARDED);
         }
     }
+}
+
+/// The peer's address as a header value (IPv4-mapped IPv6 shown as IPv4).
+pub fn peer_value(peer: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&canonical(peer).to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: Option<HeaderValue>) {

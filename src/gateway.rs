@@ -44,6 +44,10 @@ use crate::sso::{Sso, now, return_path};
 #[derive(Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// The peer's address as a header value, rendered once for every request on the connection.
+    pub peer_value: HeaderValue,
+    /// `IP:port`, rendered once for the access lines of every request on the connection.
+    pub peer_text: Box<str>,
     /// `https` on the TLS listener, `http` on the plain one: what `X-Forwarded-Proto` says.
     pub proto: &'static str,
     /// The HTTP/1 framing guard's findings; `None` on HTTP/2, whose frames cannot be ambiguous.
@@ -62,6 +66,8 @@ impl ConnInfo {
     ) -> Self {
         Self {
             peer,
+            peer_value: crate::forwarded::peer_value(peer.ip()),
+            peer_text: peer.to_string().into_boxed_str(),
             proto,
             framing,
             requests: AtomicU64::new(0),
@@ -309,7 +315,7 @@ impl Gateway {
                 Some(Blame::Upstream | Blame::Gateway) => tracing::Level::WARN,
                 Some(Blame::Client) | None => tracing::Level::INFO,
             },
-            peer: conn.peer,
+            peer: &conn.peer_text,
             method: &method,
             target,
             version,
@@ -476,9 +482,10 @@ impl Gateway {
         timing: &mut Timing,
     ) -> Result<Response<Body>, Rejection> {
         let client_host = client_host(&request);
-        shared.forwarding.apply(
+        shared.forwarding.apply_with(
             request.headers_mut(),
             conn.peer.ip(),
+            &conn.peer_value,
             conn.proto,
             client_host.as_ref(),
         );

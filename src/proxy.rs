@@ -270,7 +270,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(&name);
         }
     }
-    for name in &HOP_BY_HOP {
+    // One pass to look, then remove only what is there: each removal costs a hash and a probe.
+    let mut present = [false; HOP_BY_HOP.len()];
+    for name in headers.keys() {
+        if let Some(index) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[index] = true;
+        }
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, there)| *there) {
         headers.remove(name);
     }
 }
@@ -284,7 +291,13 @@ fn connection_named(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
         let Ok(text) = value.to_str() else { continue };
         for item in text.split(',') {
             let item = item.trim();
-            if item.is_empty() {
+            // Options and names already in HOP_BY_HOP (nearly every `Connection:` says one of these) need no
+            // HeaderName of their own.
+            if item.is_empty()
+                || ["close", "keep-alive", "upgrade", "te"]
+                    .iter()
+                    .any(|known| item.eq_ignore_ascii_case(known))
+            {
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(item.as_bytes()) {
