@@ -31,6 +31,9 @@ pub struct ForumIdentity {
     user_id: UserId,
     /// Every name we set, folded (lower case, `-` for `_` and `.`): what a client must never send.
     folded: HashSet<String>,
+    /// Bit `n` set when one of `folded` is `n` bytes long (folding keeps the length): most header names are
+    /// ruled out by their length alone, before any folding or hashing.
+    lengths: u64,
     custom_prefix: Option<String>,
     assertion: Option<Assertion>,
 }
@@ -60,10 +63,14 @@ impl ForumIdentity {
         if let Some(assertion) = &assertion {
             folded.insert(fold(assertion.header().as_str()));
         }
+        let lengths = folded
+            .iter()
+            .fold(0u64, |bits, name| bits | length_bit(name.len()));
         Self {
             headers: h.clone(),
             user_id: config.user_id,
             folded,
+            lengths,
             custom_prefix: h.custom_prefix.as_deref().map(fold),
             assertion,
         }
@@ -78,6 +85,15 @@ impl ForumIdentity {
         let mut doomed: Vec<HeaderName> = Vec::new();
         let mut folded = String::with_capacity(32);
         for name in headers.keys() {
+            let len = name.as_str().len();
+            let maybe_ours = self.lengths & length_bit(len) != 0
+                || self
+                    .custom_prefix
+                    .as_deref()
+                    .is_some_and(|prefix| len >= prefix.len());
+            if !maybe_ours {
+                continue;
+            }
             folded.clear();
             folded.extend(name.as_str().chars().map(fold_char));
             let ours = self.folded.contains(folded.as_str())
@@ -339,6 +355,11 @@ fn escape_list_item(text: &str) -> String {
         }
     }
     out
+}
+
+/// The bit for names of `len` bytes; every name of 63 bytes or more shares the last one.
+fn length_bit(len: usize) -> u64 {
+    1u64 << len.min(63)
 }
 
 fn fold_char(c: char) -> char {
