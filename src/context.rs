@@ -62,9 +62,12 @@ pub fn current() -> Option<(Arc<str>, Option<Arc<str>>)> {
         .ok()
 }
 
-/// The current request's id (for error pages and headers).
-pub fn current_id() -> Option<Arc<str>> {
-    CURRENT.try_with(|context| Arc::clone(&context.id)).ok()
+/// The member the current request acts for, once known.
+pub fn current_member() -> Option<Arc<str>> {
+    CURRENT
+        .try_with(|context| context.member.try_borrow().ok().and_then(|m| m.clone()))
+        .ok()
+        .flatten()
 }
 
 thread_local! {

@@ -40,6 +40,7 @@ use url::Url;
 use crate::body::Body;
 use crate::config::auth::Profile;
 use crate::config::{Config, ConfigErrors, LogFormat};
+use crate::reject::escape_html as escape;
 use crate::server::{Running, StartError};
 
 /// The config template; every `${DEMO_*}` in it is answered by [`Demo::start`].
@@ -852,11 +853,6 @@ form.preset{{margin:.4rem 0}}form.custom{{margin-top:1rem;display:grid;gap:.5rem
         ),
     );
     response
-}
-
-/// Text made safe for HTML element content and quoted attribute values.
-fn escape(text: &str) -> String {
-    crate::reject::escape_html(text)
 }
 
 #[cfg(test)]

@@ -58,19 +58,10 @@ impl Forwarding {
     /// Sets `X-Forwarded-For`, `-Proto`, `-Host` and `X-Real-IP` on a request about to go upstream.
     ///
     /// `host` is the host the client asked for (its `Host` header or `:authority`).
+    ///
+    /// `peer_value` is the peer's address as [`peer_value`] renders it (a connection renders it once for all its
+    /// requests).
     pub fn apply(
-        &self,
-        headers: &mut HeaderMap,
-        peer: IpAddr,
-        proto: &'static str,
-        host: Option<&HeaderValue>,
-    ) {
-        self.apply_with(headers, peer, &peer_value(peer), proto, host);
-    }
-
-    /// [`Forwarding::apply`] with the peer's address already rendered by [`peer_value`] (a connection renders it
-    /// once for all its requests).
-    pub fn apply_with(
         &self,
         headers: &mut HeaderMap,
         peer: IpAddr,
@@ -193,6 +184,7 @@ mod tests {
         fwd.apply(
             &mut h,
             ip("192.0.2.1"),
+            &peer_value(ip("192.0.2.1")),
             "http",
             Some(&HeaderValue::from_static("forum.test")),
         );
@@ -214,6 +206,7 @@ mod tests {
         fwd.apply(
             &mut h,
             ip("10.0.0.2"),
+            &peer_value(ip("10.0.0.2")),
             "http",
             Some(&HeaderValue::from_static("internal")),
         );

@@ -309,7 +309,7 @@ impl Gateway {
         };
         // One line per request; a refusal carries its code and cause on that same line, at warn when it is not the
         // client's doing (the upstream is down, or the gateway is).
-        let member = context::current().and_then(|(_, member)| member);
+        let member = context::current_member();
         access_log::write(&AccessLine {
             level: match blame {
                 Some(Blame::Upstream | Blame::Gateway) => tracing::Level::WARN,
@@ -482,7 +482,7 @@ impl Gateway {
         timing: &mut Timing,
     ) -> Result<Response<Body>, Rejection> {
         let client_host = client_host(&request);
-        shared.forwarding.apply_with(
+        shared.forwarding.apply(
             request.headers_mut(),
             conn.peer.ip(),
             &conn.peer_value,

@@ -93,12 +93,7 @@ impl Write for Line {
 
 impl Drop for Line {
     fn drop(&mut self) {
-        let mut buffer = self.owner.lock();
-        buffer.extend_from_slice(&self.line);
-        if self.urgent || buffer.len() >= BUFFER_BYTES {
-            let _ = std::io::stderr().lock().write_all(&buffer);
-            buffer.clear();
-        }
+        self.owner.append(&self.line, self.urgent);
     }
 }
 

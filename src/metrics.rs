@@ -178,37 +178,29 @@ impl Metrics {
         // The family's map takes a lock and a SipHash per lookup; a worker sees a handful of (route, status) pairs,
         // so it keeps their counters at hand. Keyed by this registry too: tests run several gateways in one process.
         let owner = std::ptr::from_ref(self) as usize;
-        let cached = COUNTERS.with(|counters| {
+        let lookup = || {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    route: route.as_str(),
+                    status,
+                })
+                .clone()
+        };
+        COUNTERS.with(|counters| {
             let mut counters = counters.borrow_mut();
             if let Some((.., counter)) = counters
                 .iter()
                 .find(|(o, r, s, _)| *o == owner && *r == route && *s == status)
             {
                 counter.inc();
-                return true;
+            } else if counters.len() < MAX_CACHED_COUNTERS {
+                let counter = lookup();
+                counter.inc();
+                counters.push((owner, route, status, counter));
+            } else {
+                lookup().inc();
             }
-            if counters.len() >= MAX_CACHED_COUNTERS {
-                return false;
-            }
-            let counter = self
-                .requests
-                .get_or_create(&RequestLabels {
-                    route: route.as_str(),
-                    status,
-                })
-                .clone();
-            counter.inc();
-            counters.push((owner, route, status, counter));
-            true
         });
-        if !cached {
-            self.requests
-                .get_or_create(&RequestLabels {
-                    route: route.as_str(),
-                    status,
-                })
-                .inc();
-        }
         if let Some(upstream) = upstream {
             self.upstream_seconds.observe(upstream.as_secs_f64());
         }

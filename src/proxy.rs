@@ -130,17 +130,9 @@ impl Upstream {
             let started = Instant::now();
             let sent = tokio::time::timeout(self.timeout, self.pool.send(request)).await;
             timing.upstream = Some(started.elapsed());
-            let mut response = match sent {
-                Ok(Ok(response)) => response,
-                Ok(Err(error)) => {
-                    return Err(Rejection::UpstreamUnavailable(UpstreamError::new(&error)));
-                }
-                Err(_) => return Err(Rejection::UpstreamTimeout(self.timeout)),
-            };
+            let mut response = self.response_head(sent)?;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-                return Err(Rejection::UpstreamUnavailable(UpstreamError::from_message(
-                    "upstream answered 101 to a request that asked for no upgrade",
-                )));
+                return Err(unasked_upgrade());
             }
             strip_hop_by_hop(response.headers_mut());
             return Ok(response.map(Body::Driven));
@@ -173,20 +165,11 @@ impl Upstream {
         // Boxed: upgrades are rare, and the client's future would otherwise weigh on every request's.
         let sent = tokio::time::timeout(self.timeout, Box::pin(self.client.request(request))).await;
         timing.upstream = Some(started.elapsed());
-        let mut response = match sent {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => {
-                return Err(Rejection::UpstreamUnavailable(UpstreamError::new(&error)));
-            }
-            Err(_) => return Err(Rejection::UpstreamTimeout(self.timeout)),
-        };
+        let mut response = self.response_head(sent)?;
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let (Some((downstream, slot)), Some(protocol)) = (downstream_upgrade, upgrade) else {
-                // A 101 nobody asked for cannot be relayed: the client would not know what to speak next.
-                return Err(Rejection::UpstreamUnavailable(UpstreamError::from_message(
-                    "upstream answered 101 to a request that asked for no upgrade",
-                )));
+                return Err(unasked_upgrade());
             };
             let upstream = hyper::upgrade::on(&mut response);
             strip_hop_by_hop(response.headers_mut());
@@ -201,6 +184,27 @@ impl Upstream {
         strip_hop_by_hop(response.headers_mut());
         Ok(response.map(Body::Upstream))
     }
+}
+
+impl Upstream {
+    /// The response head of an exchange bounded by `upstream.timeout`, or why there is none.
+    fn response_head<T, E: std::error::Error + 'static>(
+        &self,
+        sent: Result<Result<T, E>, tokio::time::error::Elapsed>,
+    ) -> Result<T, Rejection> {
+        match sent {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(Rejection::UpstreamUnavailable(UpstreamError::new(&error))),
+            Err(_) => Err(Rejection::UpstreamTimeout(self.timeout)),
+        }
+    }
+}
+
+/// A 101 nobody asked for cannot be relayed: the client would not know what to speak next.
+fn unasked_upgrade() -> Rejection {
+    Rejection::UpstreamUnavailable(UpstreamError::from_message(
+        "upstream answered 101 to a request that asked for no upgrade",
+    ))
 }
 
 fn headers_value(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
