@@ -147,7 +147,8 @@ pub enum MembersCommand {
     },
     /// End one session at once (DELETE /admin/sessions/SESSION_ID).
     EndSession {
-        /// The session's id (from `members sessions`).
+        /// The session's id (from `members sessions`). Ids are base64url, so one may start with `-`.
+        #[arg(allow_hyphen_values = true)]
         session_id: String,
     },
     /// Show the audit trail, newest first (GET /admin/audit).
@@ -883,6 +884,23 @@ fn cut(text: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_session_id_may_start_with_a_hyphen() {
+        use clap::Parser;
+
+        #[derive(Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            command: MembersCommand,
+        }
+        let parsed = Cli::try_parse_from(["members", "end-session", "-gAbC_d"]);
+        assert!(
+            matches!(parsed, Ok(Cli { command: MembersCommand::EndSession { ref session_id } }) if session_id == "-gAbC_d"),
+            "a base64url session id starting with - must be taken as the id"
+        );
+    }
+
     use super::*;
 
     #[test]
