@@ -9,6 +9,16 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
+/// Why a response body stopped short.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BodyError {
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+    #[error(transparent)]
+    Upstream(#[from] crate::h1::H1Error),
+}
+
 #[derive(Debug)]
 pub enum Body {
     Empty,
@@ -26,17 +36,17 @@ impl Body {
 
 impl http_body::Body for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             Body::Empty => Poll::Ready(None),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Body::Upstream(incoming) => Pin::new(incoming).poll_frame(cx),
-            Body::Driven(driven) => Pin::new(driven).poll_frame(cx),
+            Body::Upstream(incoming) => Pin::new(incoming).poll_frame(cx).map_err(BodyError::from),
+            Body::Driven(driven) => Pin::new(driven).poll_frame(cx).map_err(BodyError::from),
         }
     }
 

@@ -6,7 +6,8 @@
 //!   [`framing`] guard, and hands it to the [`gateway`].
 //! - [`gateway`] runs the phases in order: refuse what must never be forwarded, then the [`sso`] entry routes (token
 //!   verification, [`limit`]s, replay guard, the member [`directory`], a new [`session`] cookie, a safe redirect),
-//!   then `X-Forwarded-*` from [`forwarded`], then [`proxy`], which talks to the forum over the worker's [`pool`].
+//!   then `X-Forwarded-*` from [`forwarded`], then [`proxy`], which talks to the forum over the worker's [`pool`]
+//!   in HTTP/1.1 of its own ([`h1`]).
 //! - Any phase may stop with a [`reject::Rejection`]; `reject` is the one place those become HTTP responses.
 //! - [`access_log`] writes the one line each request gets, with token parameters masked; [`metrics`] counts it; every
 //!   line logged meanwhile carries the request's id from [`context`].
@@ -29,6 +30,7 @@ pub mod directory;
 pub mod forwarded;
 pub mod framing;
 pub mod gateway;
+pub mod h1;
 pub mod health;
 pub mod identity;
 pub mod limit;

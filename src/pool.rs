@@ -1,67 +1,87 @@
 //! One worker's keep-alive connections to the forum, driven by the requests that use them.
 //!
-//! hyper's pooled client runs every upstream connection as a task of its own and talks to it through channels: each
-//! proxied request costs two extra task wake-ups and a trip through the pool's locks. Here a connection has no task.
-//! The request that borrows it polls it, first until the response head arrives ([`Pool::send`]), then while the
-//! response body streams to the client ([`DrivenBody`]); once the body has ended the connection goes back to the
-//! idle list. A connection whose body was not read to the end is closed, never reused.
+//! A connection has no task of its own. The request that borrows it writes its head and body ([`Pool::send`]), reads
+//! the response head, then reads the response body while it streams to the client ([`DrivenBody`]); once the body has
+//! ended the connection goes back to the idle list. A connection whose body was not read to the end is closed, never
+//! reused. The HTTP/1.1 itself is [`crate::h1`].
 //!
-//! An idle connection is polled once before reuse: one the forum has closed shows up as finished and is dropped. A
-//! request that a reused connection could not even start to send (the forum closed it at that instant) is tried
-//! once more on a fresh connection, as hyper's client does. WebSocket upgrades need a connection task to hand the
-//! socket over, so they keep using hyper's client (see [`crate::proxy`]).
+//! An idle connection is checked before reuse: one the forum has closed (or written to, unasked) is dropped. A
+//! request that a reused connection fails before any answer (the forum closed it at that instant) is sent once more
+//! on a fresh connection when that is safe: the request has no body and either never left (the write failed) or is
+//! idempotent, which is nginx's rule. WebSocket upgrades need a connection task to hand the socket over, so they keep
+//! using hyper's client (see [`crate::proxy`]).
 
-use std::future::Future;
-use std::pin::Pin;
+use std::io;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body::Body as _;
-use http_body::{Frame, SizeHint};
+use bytes::{Bytes, BytesMut};
+use http::header::CONTENT_LENGTH;
+use http::{Method, Request, Response};
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use hyper::client::conn::TrySendError;
-use hyper::client::conn::http1::{self, Connection, SendRequest};
-use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+
+use crate::h1::{self, Decoder, H1Error, ResponseHead, Step};
 
 /// Idle connections kept per worker; more are closed when their response ends.
 const MAX_IDLE: usize = 256;
-
-type Conn = Connection<TokioIo<TcpStream>, Incoming>;
+/// A connection's read buffer to start with, and what is added when it runs low.
+const READ_BUFFER: usize = 16 * 1024;
+/// Below this much free room, the read buffer grows before the next read.
+const READ_MIN_ROOM: usize = 2 * 1024;
 
 /// Why an upstream exchange failed before a response head.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PoolError {
     #[error("connect {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: std::io::Error,
-    },
+    Connect { addr: String, source: io::Error },
     #[error("connect {addr}: no answer within {timeout:?} (upstream.connect_timeout)")]
     ConnectTimeout { addr: String, timeout: Duration },
+    #[error("sending the request: {0}")]
+    Send(io::Error),
+    #[error("reading the client's request body: {0}")]
+    ClientBody(hyper::Error),
     #[error(transparent)]
-    Http(#[from] hyper::Error),
+    Response(#[from] H1Error),
 }
 
-/// A connection and the handle that sends requests on it.
-struct Driven {
-    sender: SendRequest<Incoming>,
-    conn: Pin<Box<Conn>>,
+/// One keep-alive connection and its buffers, which live as long as it does.
+struct Conn {
+    stream: TcpStream,
+    read: BytesMut,
+    write: Vec<u8>,
 }
 
-impl Driven {
-    /// Polls the connection: `true` while it is alive.
-    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        self.conn.as_mut().poll(cx).is_pending()
+impl Conn {
+    /// Whether an idle connection can carry a request: the forum has neither closed it nor sent anything unasked.
+    fn still_open(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            // Nothing arrived since the last response was read: the usual case, and no system call.
+            Poll::Pending => true,
+            Poll::Ready(Ok(())) => {
+                self.read.reserve(1);
+                matches!(self.stream.try_read_buf(&mut self.read), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            Poll::Ready(Err(_)) => false,
+        }
+    }
+
+    fn make_room(&mut self) {
+        if self.read.capacity() - self.read.len() < READ_MIN_ROOM {
+            self.read.reserve(READ_BUFFER);
+        }
     }
 }
 
 struct Idle {
-    driven: Driven,
+    conn: Conn,
     since: Instant,
 }
 
@@ -85,6 +105,15 @@ impl std::fmt::Debug for Pool {
     }
 }
 
+/// How an exchange failed, and whether the request may go out again on a fresh connection.
+struct Failure {
+    error: PoolError,
+    /// The request never reached the forum: the head could not be written.
+    unsent: bool,
+    /// No byte of an answer came back.
+    unanswered: bool,
+}
+
 impl Pool {
     pub fn new(addr: String, connect_timeout: Duration, idle_timeout: Duration) -> Arc<Self> {
         Arc::new(Self {
@@ -95,66 +124,93 @@ impl Pool {
         })
     }
 
-    /// Sends `request` (origin-form URI, `Host` set) and returns the response head, its body still to be read.
+    /// Sends `request` (`Host` set, hop-by-hop fields already removed; the target goes out in origin-form) and
+    /// returns the response head, its body still to be read.
     pub async fn send(
         self: &Arc<Self>,
         request: Request<Incoming>,
     ) -> Result<Response<DrivenBody>, PoolError> {
-        let (mut driven, reused) = match self.checkout() {
-            Some(driven) => (driven, true),
-            None => (Box::pin(self.connect()).await?, false),
+        let (parts, mut body) = request.into_parts();
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |target| target.as_str());
+        let has_body = !body.is_end_stream();
+        // A body of unknown length (a chunked upload, an HTTP/2 stream without content-length) goes out chunked.
+        let chunked = has_body && !parts.headers.contains_key(CONTENT_LENGTH);
+
+        let (mut conn, mut reused) = match self.checkout() {
+            Some(conn) => (conn, true),
+            None => (self.connect().await?, false),
         };
-        let response = match exchange(&mut driven, request).await {
-            Ok(response) => response,
-            Err(mut error) => {
-                // Never written: the forum closed this idle connection just now. Once more, on a new connection.
-                let retry = if reused { error.take_message() } else { None };
-                let Some(request) = retry else {
-                    return Err(PoolError::Http(error.into_error()));
-                };
-                driven = Box::pin(self.connect()).await?;
-                exchange(&mut driven, request)
-                    .await
-                    .map_err(|error| PoolError::Http(error.into_error()))?
+        h1::write_request_head(
+            &mut conn.write,
+            &parts.method,
+            target,
+            &parts.headers,
+            chunked,
+        );
+        let (head, body_sent) = loop {
+            match exchange(&mut conn, &mut body, has_body, chunked, &parts.method).await {
+                Ok(done) => break done,
+                Err(failure) => {
+                    let again = reused
+                        && !has_body
+                        && (failure.unsent || (failure.unanswered && parts.method.is_idempotent()));
+                    if !again {
+                        return Err(failure.error);
+                    }
+                    tracing::debug!(error = %failure.error, "reused upstream connection failed; once more on a new one");
+                    let mut fresh = self.connect().await?;
+                    std::mem::swap(&mut fresh.write, &mut conn.write);
+                    conn = fresh;
+                    reused = false;
+                }
             }
         };
-        Ok(response.map(|body| DrivenBody {
-            body,
-            driven: Some(driven),
+
+        let ResponseHead {
+            response,
+            body: decoder,
+            keep_alive,
+        } = head;
+        let mut driven = DrivenBody {
+            decoder,
+            conn: Some(conn),
+            // An upload cut short by an early answer leaves the connection mid-request.
+            keep_alive: keep_alive && body_sent,
             pool: Arc::clone(self),
-        }))
+        };
+        if driven.decoder.is_done() {
+            // No body (HEAD, 204, 304, a zero length): the connection is free now, whether or not the body is
+            // ever polled.
+            driven.finish();
+        }
+        Ok(response.map(|()| driven))
     }
 
-    /// An idle connection still alive and ready, if there is one.
-    fn checkout(&self) -> Option<Driven> {
+    /// An idle connection still alive, if there is one.
+    fn checkout(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(Idle { mut driven, since }) = idle.pop() {
-            if since.elapsed() >= self.idle_timeout {
-                continue;
-            }
-            // Polled without a waker of ours: all this needs to learn is whether the forum closed it meanwhile.
-            let mut cx = Context::from_waker(Waker::noop());
-            if driven.drive(&mut cx) && driven.sender.is_ready() {
-                return Some(driven);
+        while let Some(Idle { mut conn, since }) = idle.pop() {
+            if since.elapsed() < self.idle_timeout && conn.still_open() {
+                return Some(conn);
             }
         }
         None
     }
 
-    fn checkin(&self, driven: Driven) {
-        if driven.sender.is_closed() {
-            return;
-        }
+    fn checkin(&self, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
             idle.push(Idle {
-                driven,
+                conn,
                 since: Instant::now(),
             });
         }
     }
 
-    async fn connect(&self) -> Result<Driven, PoolError> {
+    async fn connect(&self) -> Result<Conn, PoolError> {
         let stream = match tokio::time::timeout(
             self.connect_timeout,
             TcpStream::connect(&self.addr),
@@ -176,99 +232,211 @@ impl Pool {
             }
         };
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await?;
-        Ok(Driven {
-            sender,
-            conn: Box::pin(conn),
+        Ok(Conn {
+            stream,
+            read: BytesMut::with_capacity(READ_BUFFER),
+            write: Vec::with_capacity(1024),
         })
     }
 }
 
-/// Sends on `driven`, polling its connection in this task until the response head is in.
+/// Writes the request (its head is in `conn.write`) and reads the final response head. The second value is whether
+/// the whole body went out: an answer that comes while the body is still being sent ends the upload.
 async fn exchange(
-    driven: &mut Driven,
-    request: Request<Incoming>,
-) -> Result<Response<Incoming>, TrySendError<Request<Incoming>>> {
-    let mut response = std::pin::pin!(driven.sender.try_send_request(request));
-    let conn = &mut driven.conn;
-    let mut conn_done = false;
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(result) = response.as_mut().poll(cx) {
-            return Poll::Ready(result);
+    conn: &mut Conn,
+    body: &mut Incoming,
+    has_body: bool,
+    chunked: bool,
+    method: &Method,
+) -> Result<(ResponseHead, bool), Failure> {
+    let unsent = |error: io::Error| Failure {
+        error: PoolError::Send(error),
+        unsent: true,
+        unanswered: true,
+    };
+    conn.stream.write_all(&conn.write).await.map_err(unsent)?;
+    let body_sent = if has_body {
+        send_body(conn, body, chunked)
+            .await
+            .map_err(|error| Failure {
+                error,
+                unsent: false,
+                unanswered: true,
+            })?
+    } else {
+        true
+    };
+    loop {
+        let answered = !conn.read.is_empty();
+        if answered {
+            match h1::parse_response_head(&mut conn.read, method) {
+                Ok(Some(head)) => return Ok((head, body_sent)),
+                Ok(None) => {}
+                Err(error) => return Err(failed(error.into(), true)),
+            }
         }
-        if !conn_done && conn.as_mut().poll(cx).is_ready() {
-            // The connection ended; the response future now holds the reason. Poll it once more.
-            conn_done = true;
-            return response.as_mut().poll(cx);
+        conn.make_room();
+        match conn.stream.read_buf(&mut conn.read).await {
+            Ok(0) if answered => return Err(failed(H1Error::TruncatedHead.into(), true)),
+            Ok(0) => return Err(failed(H1Error::NoResponse.into(), false)),
+            Ok(_) => {}
+            Err(error) => return Err(failed(H1Error::Io(error).into(), answered)),
         }
-        Poll::Pending
-    })
-    .await
+    }
 }
 
-/// The forum's response body, which keeps its connection going while it is read and returns it to the pool at the
-/// end.
+fn failed(error: PoolError, answered: bool) -> Failure {
+    Failure {
+        error,
+        unsent: false,
+        unanswered: !answered,
+    }
+}
+
+/// Streams the client's body to the forum, watching for an answer that comes before the body has all gone. `false`
+/// when the forum answered (or closed) first: the rest of the body is not sent.
+async fn send_body(conn: &mut Conn, body: &mut Incoming, chunked: bool) -> Result<bool, PoolError> {
+    let (reader, mut writer) = conn.stream.split();
+    let read = &mut conn.read;
+    let mut upload = pin!(async move {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(PoolError::ClientBody)?;
+            // Trailer fields of a chunked upload are not relayed.
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if data.is_empty() {
+                continue;
+            }
+            if chunked {
+                let (line, len) = h1::chunk_size_line(data.len());
+                let mut framed =
+                    bytes::Buf::chain(bytes::Buf::chain(&line[..len], data), &b"\r\n"[..]);
+                writer.write_all_buf(&mut framed).await
+            } else {
+                writer.write_all(&data).await
+            }
+            .map_err(PoolError::Send)?;
+        }
+        if chunked {
+            writer
+                .write_all(b"0\r\n\r\n")
+                .await
+                .map_err(PoolError::Send)?;
+        }
+        Ok::<(), PoolError>(())
+    });
+    loop {
+        tokio::select! {
+            biased;
+            sent = &mut upload => return sent.map(|()| true),
+            ready = reader.readable() => {
+                ready.map_err(PoolError::Send)?;
+                if read.capacity() - read.len() < READ_MIN_ROOM {
+                    read.reserve(READ_BUFFER);
+                }
+                match reader.try_read_buf(read) {
+                    // The forum hung up first.
+                    Ok(0) => return Ok(false),
+                    // The forum answered first; the answer is read as usual from here. An interim answer is not one.
+                    Ok(_) if h1::skip_interim(read) => return Ok(false),
+                    Ok(_) => {}
+                    // Readiness can be stale; the upload goes on.
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(error) => return Err(PoolError::Response(H1Error::Io(error))),
+                }
+            }
+        }
+    }
+}
+
+/// The forum's response body, read off its connection as the client takes it; the connection goes back to the pool
+/// at the end.
 pub struct DrivenBody {
-    body: Incoming,
-    driven: Option<Driven>,
+    decoder: Decoder,
+    /// `None` once the body has ended (the connection is back in the pool, or closed).
+    conn: Option<Conn>,
+    keep_alive: bool,
     pool: Arc<Pool>,
 }
 
 impl std::fmt::Debug for DrivenBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DrivenBody").finish_non_exhaustive()
+        f.debug_struct("DrivenBody")
+            .field("decoder", &self.decoder)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DrivenBody {
+    /// The body has ended: the connection goes back to the pool if it can carry another request.
+    fn finish(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Bytes past the end of the response are a forum that does not frame its answers as it says.
+            if self.keep_alive && conn.read.is_empty() {
+                self.pool.checkin(conn);
+            }
+        }
+    }
+
+    fn fail(&mut self, error: H1Error) -> Poll<Option<Result<Frame<Bytes>, H1Error>>> {
+        self.conn = None;
+        Poll::Ready(Some(Err(error)))
     }
 }
 
 impl http_body::Body for DrivenBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = H1Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, H1Error>>> {
         let this = self.get_mut();
-        if let Some(driven) = &mut this.driven {
-            if !driven.drive(cx) {
-                // Finished or failed: the body's own poll reports which.
-                this.driven = None;
-            }
-        }
-        let frame = Pin::new(&mut this.body).poll_frame(cx);
-        if let Poll::Ready(None) = frame {
-            if let Some(mut driven) = this.driven.take() {
-                // One more turn lets the connection see the end of the message and become idle.
-                if driven.drive(cx) {
-                    this.pool.checkin(driven);
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match this.decoder.step(&mut conn.read) {
+                Ok(Step::Data(data)) => {
+                    if this.decoder.is_done() {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
+                Ok(Step::End) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(Step::NeedMore) => {}
+                Err(error) => return this.fail(error),
+            }
+            conn.make_room();
+            match ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut conn.stream),
+                cx,
+                &mut conn.read
+            )) {
+                Ok(0) => match this.decoder.at_eof() {
+                    Ok(()) => {
+                        this.keep_alive = false;
+                        this.finish();
+                        return Poll::Ready(None);
+                    }
+                    Err(error) => return this.fail(error),
+                },
+                Ok(_) => {}
+                Err(error) => return this.fail(H1Error::Io(error)),
             }
         }
-        frame
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.decoder.is_done()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-impl Drop for DrivenBody {
-    fn drop(&mut self) {
-        // An empty body (204, 304, a HEAD answer) is never polled: the connection is reusable all the same. A body
-        // dropped half-read takes its connection with it.
-        if let Some(mut driven) = self.driven.take() {
-            if self.body.is_end_stream() {
-                let mut cx = Context::from_waker(Waker::noop());
-                if driven.drive(&mut cx) {
-                    self.pool.checkin(driven);
-                }
-            }
-        }
+        self.decoder.size_hint()
     }
 }

@@ -120,13 +120,7 @@ impl Upstream {
         *request.version_mut() = Version::HTTP_11;
 
         if upgrade.is_none() {
-            // The common case, on this worker's own connections: the target goes out in origin-form.
-            let target = request
-                .uri()
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-            *request.uri_mut() = Uri::from(target);
+            // The common case, on this worker's own connections (the target goes out in origin-form).
             let started = Instant::now();
             let sent = tokio::time::timeout(self.timeout, self.pool.send(request)).await;
             timing.upstream = Some(started.elapsed());
