@@ -97,10 +97,15 @@ pub fn chunk_size_line(len: usize) -> ([u8; 18], usize) {
 /// A final response head and how its body is read.
 #[derive(Debug)]
 pub struct ResponseHead {
+    /// The head, without the hop-by-hop fields of RFC 9110 §7.6.1, which describe this connection only (unless
+    /// `connection_names_others`).
     pub response: Response<()>,
     pub body: Decoder,
     /// The connection may carry another request once this body has been read.
     pub keep_alive: bool,
+    /// `Connection` names fields beyond its usual options: every field was kept, for the caller to remove those
+    /// (rare: no common server does it).
+    pub connection_names_others: bool,
 }
 
 /// Where one response header field lies in the head.
@@ -108,6 +113,7 @@ pub struct ResponseHead {
 struct Span {
     name: (u32, u32),
     value: (u32, u32),
+    hop_by_hop: bool,
 }
 
 /// What the framing fields of a head say.
@@ -118,6 +124,7 @@ struct Framing {
     chunked_last: bool,
     close: bool,
     keep_alive: bool,
+    names_others: bool,
 }
 
 /// Parses a response head at the start of `buf` and takes it out of the buffer, skipping interim (1xx) responses
@@ -154,6 +161,7 @@ pub fn parse_response_head(
                 framing.note(header.name, header.value)?;
                 span.name = offset(header.name.as_bytes());
                 span.value = offset(header.value);
+                span.hop_by_hop = is_hop_by_hop(header.name);
             }
             (
                 len,
@@ -172,6 +180,9 @@ pub fn parse_response_head(
         let head = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(count);
         for span in &spans[..count] {
+            if span.hop_by_hop && !framing.names_others {
+                continue;
+            }
             let name = HeaderName::from_bytes(&head[span.name.0 as usize..span.name.1 as usize])
                 .map_err(|_| H1Error::Field("name"))?;
             let value = HeaderValue::from_maybe_shared(
@@ -229,6 +240,7 @@ pub fn parse_response_head(
             response,
             body,
             keep_alive,
+            connection_names_others: framing.names_others,
         }));
     }
 }
@@ -287,10 +299,27 @@ impl Framing {
                     self.close = true;
                 } else if item.eq_ignore_ascii_case(b"keep-alive") {
                     self.keep_alive = true;
+                } else if !item.is_empty() && !item.eq_ignore_ascii_case(b"upgrade") {
+                    self.names_others = true;
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// The fields that never cross a proxy (RFC 9110 §7.6.1, and the non-standard `Proxy-Connection`).
+fn is_hop_by_hop(name: &str) -> bool {
+    let is = |known: &str| name.eq_ignore_ascii_case(known);
+    match name.len() {
+        2 => is("te"),
+        7 => is("upgrade"),
+        10 => is("connection") || is("keep-alive"),
+        16 => is("proxy-connection"),
+        17 => is("transfer-encoding"),
+        18 => is("proxy-authenticate"),
+        19 => is("proxy-authorization"),
+        _ => false,
     }
 }
 
@@ -528,6 +557,27 @@ mod tests {
         assert!(matches!(head.body.step(&mut buf), Ok(Step::Data(d)) if &d[..] == b"hello"));
         assert!(head.body.is_done());
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_left_out_unless_connection_names_others() {
+        let h = head(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nUpgrade: h2c\r\n\
+             Proxy-Authenticate: Basic\r\nTE: trailers\r\nProxy-Connection: x\r\nX-Kept: 1\r\n\
+             Content-Length: 0\r\n\r\n",
+        );
+        let names: Vec<_> = h.response.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept", "content-length"]);
+        assert!(!h.connection_names_others);
+        let h = head(
+            "HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: s\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(h.connection_names_others);
+        assert!(
+            h.response.headers().contains_key("x-secret"),
+            "kept for the caller to remove"
+        );
+        assert!(h.response.headers().contains_key("connection"));
     }
 
     #[test]

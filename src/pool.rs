@@ -125,7 +125,7 @@ impl Pool {
     }
 
     /// Sends `request` (`Host` set, hop-by-hop fields already removed; the target goes out in origin-form) and
-    /// returns the response head, its body still to be read.
+    /// returns the response head without its hop-by-hop fields, its body still to be read.
     pub async fn send(
         self: &Arc<Self>,
         request: Request<Incoming>,
@@ -170,10 +170,14 @@ impl Pool {
         };
 
         let ResponseHead {
-            response,
+            mut response,
             body: decoder,
             keep_alive,
+            connection_names_others,
         } = head;
+        if connection_names_others {
+            crate::proxy::strip_hop_by_hop(response.headers_mut());
+        }
         let mut driven = DrivenBody {
             decoder,
             conn: Some(conn),

@@ -124,11 +124,10 @@ impl Upstream {
             let started = Instant::now();
             let sent = tokio::time::timeout(self.timeout, self.pool.send(request)).await;
             timing.upstream = Some(started.elapsed());
-            let mut response = self.response_head(sent)?;
+            let response = self.response_head(sent)?;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 return Err(unasked_upgrade());
             }
-            strip_hop_by_hop(response.headers_mut());
             return Ok(response.map(Body::Driven));
         }
 
