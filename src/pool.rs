@@ -11,6 +11,7 @@
 //! idempotent, which is nginx's rule. WebSocket upgrades need a connection task to hand the socket over, so they keep
 //! using hyper's client (see [`crate::proxy`]).
 
+use std::collections::VecDeque;
 use std::io;
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -90,7 +91,8 @@ pub struct Pool {
     addr: String,
     connect_timeout: Duration,
     idle_timeout: Duration,
-    idle: Mutex<Vec<Idle>>,
+    /// Oldest first; reuse takes the newest (the warmest, and the least likely to have timed out at the forum).
+    idle: Mutex<VecDeque<Idle>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -120,7 +122,7 @@ impl Pool {
             addr,
             connect_timeout,
             idle_timeout,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -196,7 +198,7 @@ impl Pool {
     /// An idle connection still alive, if there is one.
     fn checkout(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(Idle { mut conn, since }) = idle.pop() {
+        while let Some(Idle { mut conn, since }) = idle.pop_back() {
             if since.elapsed() < self.idle_timeout && conn.still_open() {
                 return Some(conn);
             }
@@ -206,11 +208,17 @@ impl Pool {
 
     fn checkin(&self, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        // Connections idle past `upstream.pool_idle_timeout` are closed here, not left open until a lull in
+        // traffic reaches them.
+        while idle
+            .front()
+            .is_some_and(|oldest| now.duration_since(oldest.since) >= self.idle_timeout)
+        {
+            idle.pop_front();
+        }
         if idle.len() < MAX_IDLE {
-            idle.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
+            idle.push_back(Idle { conn, since: now });
         }
     }
 
