@@ -16,6 +16,8 @@ use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 use http_body::SizeHint;
 
+use crate::proxy::is_hop_by_hop;
+
 /// The largest response head accepted from the forum (nginx's own default is 4 or 8 KiB).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The most header fields accepted in a response head (hyper's limit too).
@@ -161,7 +163,7 @@ pub fn parse_response_head(
                 framing.note(header.name, header.value)?;
                 span.name = offset(header.name.as_bytes());
                 span.value = offset(header.value);
-                span.hop_by_hop = is_hop_by_hop(header.name);
+                span.hop_by_hop = is_hop_by_hop(header.name.as_bytes());
             }
             (
                 len,
@@ -299,27 +301,12 @@ impl Framing {
                     self.close = true;
                 } else if item.eq_ignore_ascii_case(b"keep-alive") {
                     self.keep_alive = true;
-                } else if !item.is_empty() && !item.eq_ignore_ascii_case(b"upgrade") {
+                } else if !item.is_empty() && !is_hop_by_hop(item) {
                     self.names_others = true;
                 }
             }
         }
         Ok(())
-    }
-}
-
-/// The fields that never cross a proxy (RFC 9110 §7.6.1, and the non-standard `Proxy-Connection`).
-fn is_hop_by_hop(name: &str) -> bool {
-    let is = |known: &str| name.eq_ignore_ascii_case(known);
-    match name.len() {
-        2 => is("te"),
-        7 => is("upgrade"),
-        10 => is("connection") || is("keep-alive"),
-        16 => is("proxy-connection"),
-        17 => is("transfer-encoding"),
-        18 => is("proxy-authenticate"),
-        19 => is("proxy-authorization"),
-        _ => false,
     }
 }
 

@@ -73,11 +73,12 @@ impl Conn {
             Poll::Ready(Err(_)) => false,
         }
     }
+}
 
-    fn make_room(&mut self) {
-        if self.read.capacity() - self.read.len() < READ_MIN_ROOM {
-            self.read.reserve(READ_BUFFER);
-        }
+/// Room in a read buffer for the next read.
+fn make_room(read: &mut BytesMut) {
+    if read.capacity() - read.len() < READ_MIN_ROOM {
+        read.reserve(READ_BUFFER);
     }
 }
 
@@ -287,7 +288,7 @@ async fn exchange(
                 Err(error) => return Err(failed(error.into(), true)),
             }
         }
-        conn.make_room();
+        make_room(&mut conn.read);
         match conn.stream.read_buf(&mut conn.read).await {
             Ok(0) if answered => return Err(failed(H1Error::TruncatedHead.into(), true)),
             Ok(0) => return Err(failed(H1Error::NoResponse.into(), false)),
@@ -344,9 +345,7 @@ async fn send_body(conn: &mut Conn, body: &mut Incoming, chunked: bool) -> Resul
             sent = &mut upload => return sent.map(|()| true),
             ready = reader.readable() => {
                 ready.map_err(PoolError::Send)?;
-                if read.capacity() - read.len() < READ_MIN_ROOM {
-                    read.reserve(READ_BUFFER);
-                }
+                make_room(read);
                 match reader.try_read_buf(read) {
                     // The forum hung up first.
                     Ok(0) => return Ok(false),
@@ -424,7 +423,7 @@ impl http_body::Body for DrivenBody {
                 Ok(Step::NeedMore) => {}
                 Err(error) => return this.fail(error),
             }
-            conn.make_room();
+            make_room(&mut conn.read);
             match ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut conn.stream),
                 cx,

@@ -26,16 +26,47 @@ use crate::reject::{Rejection, UpstreamError};
 
 /// Headers that describe one connection, not the message, and so never cross a proxy (RFC 9110 §7.6.1, plus the
 /// non-standard `Proxy-Connection` that old clients still send).
-static HOP_BY_HOP: [HeaderName; 8] = [
-    CONNECTION,
-    HeaderName::from_static("proxy-connection"),
-    HeaderName::from_static("keep-alive"),
-    http::header::TE,
-    http::header::TRANSFER_ENCODING,
-    UPGRADE,
-    http::header::PROXY_AUTHENTICATE,
-    http::header::PROXY_AUTHORIZATION,
+const HOP_BY_HOP_NAMES: [&str; 8] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
 ];
+
+static HOP_BY_HOP: [HeaderName; 8] = [
+    HeaderName::from_static(HOP_BY_HOP_NAMES[0]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[1]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[2]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[3]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[4]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[5]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[6]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[7]),
+];
+
+/// Bit `n` set when some hop-by-hop name is `n` bytes long: most names are passed over on their length alone.
+const HOP_BY_HOP_LENGTHS: u32 = {
+    let mut mask = 0;
+    let mut i = 0;
+    while i < HOP_BY_HOP_NAMES.len() {
+        mask |= 1 << HOP_BY_HOP_NAMES[i].len();
+        i += 1;
+    }
+    mask
+};
+
+/// Whether a field name, in any spelling, is one of the hop-by-hop headers.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    name.len() < 32
+        && HOP_BY_HOP_LENGTHS & (1 << name.len()) != 0
+        && HOP_BY_HOP_NAMES
+            .iter()
+            .any(|hop| name.eq_ignore_ascii_case(hop.as_bytes()))
+}
 
 /// The pooled client to the forum and what it needs to address it.
 #[derive(Debug, Clone)]
